@@ -1,0 +1,45 @@
+/**
+ * Physical memory of the crashed machine as the rest of vmsift sees it, whatever the input format
+ * (ELF vmcore, kdump-compressed file, ...). Physical addresses fit in 52 bits, so they are plain numbers.
+ */
+
+/** One contiguous range of physical memory backed by the input. */
+export interface PhysSegment {
+  /** First physical byte address. */
+  paddr: number;
+  /** Bytes of memory the segment describes (p_memsz). */
+  memSize: number;
+  /** Bytes backed by file data (p_filesz, ≤ memSize); the rest reads as zeros. */
+  fileSize: number;
+  /** Where the data starts in the input file. */
+  fileOffset: number;
+  /** p_vaddr as written (kernel virtual address, 0 in QEMU dumps); 64-bit, so bigint. */
+  vaddr: bigint;
+}
+
+/** Read access to physical memory. */
+export interface PhysicalMemory {
+  /** Name of the input, for messages. */
+  readonly label: string;
+  /** Segments sorted by paddr, non-overlapping. */
+  readonly segments: readonly PhysSegment[];
+  /**
+   * Fill `out` with the bytes at [paddr, paddr + out.length). Returns false when any byte of that range is
+   * outside every segment (then the content of `out` is unspecified). Reads go to the file in one call per
+   * segment touched, so callers should pass large buffers.
+   */
+  readPhys(paddr: number, out: Uint8Array): boolean;
+}
+
+/** Index of the segment holding paddr, or -1 (binary search over sorted segments). */
+export function findSegment(segments: readonly PhysSegment[], paddr: number): number {
+  let lo = 0, hi = segments.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const s = segments[mid];
+    if (paddr < s.paddr) hi = mid - 1;
+    else if (paddr >= s.paddr + s.memSize) lo = mid + 1;
+    else return mid;
+  }
+  return -1;
+}

@@ -1,0 +1,19 @@
+/** Per-page compression, as stored in kdump page descriptors (flags field) and header status. */
+export interface PageCodec {
+  /** Name used in messages: zlib, lzo, snappy, zstd. */
+  readonly name: string;
+  /** Descriptor flag / header status bit: 0x1 zlib, 0x2 lzo, 0x4 snappy, 0x20 zstd. */
+  readonly flag: number;
+  /**
+   * Compress one page. Returns the compressed bytes when strictly smaller than the page, else null (the
+   * caller stores the page raw). The returned array may be reused by the next call: copy or write it first.
+   */
+  compress(page: Uint8Array): Uint8Array | null;
+  /** Decompress into `out` (exactly one page); returns false when the data is corrupt or not page-sized. */
+  decompress(data: Uint8Array, out: Uint8Array): boolean;
+}
+
+export const FLAG_ZLIB = 0x1;
+export const FLAG_LZO = 0x2;
+export const FLAG_SNAPPY = 0x4;
+export const FLAG_ZSTD = 0x20;

@@ -1,0 +1,71 @@
+/**
+ * Access to the real fixture in ../shared/fixtures/real-6.1 (present in CI and for developers, but the
+ * project must also test itself without it: tests using these helpers skip when it is absent).
+ */
+import { fileURLToPath } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+/** Directory of the real 6.1 fixture. */
+export const REAL_DIR = `${here}../../../shared/fixtures/real-6.1`;
+/** Where unpacked fixture files are cached (outside the repo; shared by test processes). */
+export const CACHE_DIR = Deno.env.get("VMSIFT_FIXTURE_CACHE") ?? "/var/tmp/vmsift-fixtures";
+
+/** True when the real fixture folder exists. */
+export function haveReal(): boolean {
+  try {
+    return Deno.statSync(`${REAL_DIR}/vmcore.elf.zst`).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** expected.json of the real fixture. */
+export function realExpected(): Record<string, unknown> & {
+  dump_levels: Record<string, Record<string, number>>;
+} {
+  return JSON.parse(Deno.readTextFileSync(`${REAL_DIR}/expected.json`));
+}
+
+/**
+ * Unpack `name`.zst from the real fixture into the cache (once; atomic rename so parallel tests agree) and
+ * return the path. Uses the `zstd` command when present, else node:zlib's zstd.
+ */
+export async function unpackReal(name: string): Promise<string> {
+  const out = `${CACHE_DIR}/${name}`;
+  try {
+    if (Deno.statSync(out).isFile) return out;
+  } catch { /* not yet */ }
+  Deno.mkdirSync(CACHE_DIR, { recursive: true });
+  const tmp = `${out}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
+  const src = `${REAL_DIR}/${name}.zst`;
+  const zlib = await import("node:zlib");
+  const { pipeline } = await import("node:stream/promises");
+  const fs = await import("node:fs");
+  // deno-lint-ignore no-explicit-any
+  const z = (zlib as any).createZstdDecompress({ params: { [zlib.constants.ZSTD_d_windowLogMax]: 31 } });
+  await pipeline(fs.createReadStream(src), z, fs.createWriteStream(tmp));
+  Deno.renameSync(tmp, out);
+  return out;
+}
+
+/** The real vmcore (makedumpfile-compatible layout, program headers at 64). */
+export function realVmcore(): Promise<string> {
+  return unpackReal("vmcore.elf");
+}
+
+/** The real vmcore with QEMU 7.2's original header (program headers at offset 192). */
+export async function realVmcoreQemuLayout(): Promise<string> {
+  const out = `${CACHE_DIR}/vmcore-qemu.elf`;
+  try {
+    if (Deno.statSync(out).isFile) return out;
+  } catch { /* not yet */ }
+  const base = await realVmcore();
+  const tmp = `${out}.${Deno.pid}.tmp`;
+  Deno.copyFileSync(base, tmp);
+  const hdr = Deno.readFileSync(`${REAL_DIR}/qemu-original-header.bin`);
+  const f = Deno.openSync(tmp, { write: true });
+  f.writeSync(hdr);
+  f.close();
+  Deno.renameSync(tmp, out);
+  return out;
+}
