@@ -1,0 +1,55 @@
+/**
+ * `vmsift [options] VMCORE DUMPFILE`: checks the output, picks codec and output backend, runs the dump with
+ * progress and messages.
+ */
+import { VmsiftError } from "../core/errors.ts";
+import type { PageCodec } from "../formats/codecs/codec.ts";
+import { codecByName } from "../formats/codecs/registry.ts";
+import type { Sink } from "../formats/sink.ts";
+import { openOutput } from "./output.ts";
+import { type DumpResult, runDump } from "./dump.ts";
+import type { CliOptions } from "./options.ts";
+import { type Messages, ML_PROGRESS } from "./messages.ts";
+import { Progress } from "./progress.ts";
+
+/** Run the dump command; returns the result for the report. Throws VmsiftError. */
+export function runDumpCommand(vmcore: string, dumpfile: string, opts: CliOptions, msg: Messages): DumpResult {
+  if (!opts.force && !opts.dryRun && exists(dumpfile)) {
+    throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: dumpfile });
+  }
+  const codec: PageCodec | null = opts.codec ? codecByName(opts.codec) : null;
+  const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
+  const result = runDump({
+    vmcore,
+    vmcoreinfoFile: opts.vmcoreinfoFile,
+    dumpLevel: opts.dumpLevels[0],
+    codec,
+    openSink: (): Sink => openOutput(dumpfile, opts, msg),
+    onProgress: (done, total, bytes) => progress.update(done, total, bytes),
+    debug: (t) => msg.debug(t),
+  });
+  progress.finish(result.write.dumpablePages, result.write.dumpablePages, result.write.fileSize);
+  if (result.scan) {
+    const s = result.scan;
+    const rate = s.seconds > 0 ? Math.round(s.pagesScanned / s.seconds) : 0;
+    msg.report(`Struct page scan: ${s.pagesScanned} pages in ${s.seconds.toFixed(3)} s (${rate} pages/s)`);
+  }
+  if (result.stats.keptUnreadable > 0) {
+    msg.common(`${result.stats.keptUnreadable} pages kept because their struct page could not be read.`);
+  }
+  if (result.stats.keptKernelImage > 0) {
+    msg.common(`${result.stats.keptKernelImage} kernel-image pages kept although their struct page said exclude.`);
+  }
+  msg.common(opts.dryRun ? "\nThe dry run is finished." : `\nThe dumpfile is saved to ${dumpfile}.`);
+  msg.common("\nvmsift Completed.");
+  return result;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

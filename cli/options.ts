@@ -1,0 +1,276 @@
+/**
+ * Command-line parsing with makedumpfile's option names (getopt_long semantics through node:util parseArgs:
+ * `-cd 31`, `-d31`, `--message-level=7` all work). Pure: returns a description of what to do, or throws
+ * UsageError; main.ts does the rest.
+ */
+import { parseArgs } from "node:util";
+
+/** Compression chosen with -c / -l / -p / -z (last one given wins, as in makedumpfile). */
+export type CodecName = "zlib" | "lzo" | "snappy" | "zstd";
+
+/** What the command line asks for. */
+export type Command =
+  | { kind: "help" }
+  | { kind: "version" }
+  | { kind: "dump"; vmcore: string; dumpfile: string }
+  | { kind: "dmesg"; vmcore: string; logfile: string }
+  | { kind: "vtop"; vmcore: string; vaddr: bigint }
+  | { kind: "info"; dumpfile: string }
+  | { kind: "verify"; dumpfile: string; vmcore: string };
+
+/** Every option, with makedumpfile's defaults. */
+export interface CliOptions {
+  command: Command;
+  codec: CodecName | null;
+  /** -d L1,L2,...: the first is used, the rest are fallbacks (ENOSPC / -L). */
+  dumpLevels: number[];
+  force: boolean;
+  vmcoreinfoFile?: string;
+  /** Bitmask: 1 progress, 2 common, 4 error, 8 debug, 16 report. */
+  messageLevel: number;
+  checkParams: boolean;
+  dryRun: boolean;
+  statsJson?: string;
+  json: boolean;
+  /** O_DIRECT for the dump and the bitmap file (seed propositions 1 and 3). */
+  directIo: boolean;
+  workDir?: string;
+  cyclicBufferKiB?: number;
+  excludeVmemmap: boolean;
+  partialDmesg: boolean;
+}
+
+/** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const OPTIONS = {
+  c: { type: "boolean", short: "c" },
+  l: { type: "boolean", short: "l" },
+  p: { type: "boolean", short: "p" },
+  z: { type: "boolean", short: "z" },
+  d: { type: "string", short: "d" },
+  f: { type: "boolean", short: "f" },
+  i: { type: "string", short: "i" },
+  h: { type: "boolean", short: "h" },
+  help: { type: "boolean" },
+  v: { type: "boolean", short: "v" },
+  version: { type: "boolean" },
+  D: { type: "boolean", short: "D" },
+  "message-level": { type: "string" },
+  "show-stats": { type: "boolean" },
+  "stats-json": { type: "string" },
+  "check-params": { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  "dump-dmesg": { type: "boolean" },
+  "partial-dmesg": { type: "boolean" },
+  vtop: { type: "string" },
+  json: { type: "boolean" },
+  "no-direct-io": { type: "boolean" },
+  "work-dir": { type: "string" },
+  "cyclic-buffer": { type: "string" },
+  e: { type: "boolean", short: "e" },
+  // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message.
+  E: { type: "boolean", short: "E" },
+  F: { type: "boolean", short: "F" },
+  R: { type: "boolean", short: "R" },
+  L: { type: "string", short: "L" },
+  b: { type: "string", short: "b" },
+  x: { type: "string", short: "x" },
+  g: { type: "string", short: "g" },
+  X: { type: "boolean", short: "X" },
+  split: { type: "boolean" },
+  reassemble: { type: "boolean" },
+  "num-threads": { type: "string" },
+  "non-mmap": { type: "boolean" },
+  "non-cyclic": { type: "boolean" },
+  "splitblock-size": { type: "string" },
+  config: { type: "string" },
+  eppic: { type: "string" },
+  "mem-usage": { type: "boolean" },
+} as const;
+
+const NOT_YET: Record<string, string> = {
+  E: "-E (ELF output)",
+  F: "-F (flattened output)",
+  R: "-R (rebuild from a flattened stream)",
+  L: "-L (output size limit)",
+  x: "-x (debug info from vmlinux)",
+  g: "-g (generate VMCOREINFO)",
+  X: "-X (Xen)",
+  split: "--split",
+  reassemble: "--reassemble",
+  "num-threads": "--num-threads",
+  "splitblock-size": "--splitblock-size",
+  config: "--config",
+  eppic: "--eppic",
+  "mem-usage": "--mem-usage",
+};
+
+/** Parse a dump level list `31` or `31,1` (each 0-31). */
+export function parseDumpLevels(s: string): number[] {
+  const parts = s.split(",");
+  const out: number[] = [];
+  for (const p of parts) {
+    if (!/^[0-9]+$/.test(p.trim())) throw new UsageError(`Dump_level(${p}) is invalid.`);
+    const n = Number(p.trim());
+    if (n > 31) throw new UsageError(`Dump_level(${n}) is invalid.`);
+    out.push(n);
+  }
+  if (out.length > 8) throw new UsageError("too many dump levels (at most 8)");
+  return out;
+}
+
+function parseNumber(name: string, s: string): number {
+  const t = s.trim();
+  let n: number;
+  if (/^0x[0-9a-f]+$/i.test(t)) n = parseInt(t.slice(2), 16);
+  else if (/^[0-9]+$/.test(t)) n = Number(t);
+  else throw new UsageError(`${name}: '${s}' is not a number`);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${name}: '${s}' is out of range`);
+  return n;
+}
+
+/** Parse argv (without the program name). Throws UsageError for anything invalid. */
+export function parseCommandLine(argv: string[]): CliOptions {
+  // Subcommands of vmsift's own (not in makedumpfile): `info` and `verify`.
+  if (argv[0] === "info" || argv[0] === "verify") return parseSubcommand(argv[0], argv.slice(1));
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  // Last of -c/-l/-p/-z wins.
+  let codec: CodecName | null = null;
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== "option") continue;
+    if (t.name === "c") codec = "zlib";
+    else if (t.name === "l") codec = "lzo";
+    else if (t.name === "p") codec = "snappy";
+    else if (t.name === "z") codec = "zstd";
+  }
+  const messageLevel = v["message-level"] !== undefined ? parseNumber("--message-level", v["message-level"]) : 7;
+  if (messageLevel > 31) throw new UsageError(`Message_level(${messageLevel}) is invalid.`);
+  const opts: CliOptions = {
+    command: { kind: "help" },
+    codec,
+    dumpLevels: v.d !== undefined ? parseDumpLevels(v.d) : [0],
+    force: v.f ?? false,
+    vmcoreinfoFile: v.i,
+    messageLevel: (v["show-stats"] ? messageLevel | 16 : messageLevel) | (v.D ? 8 : 0),
+    checkParams: v["check-params"] ?? false,
+    dryRun: v["dry-run"] ?? false,
+    statsJson: v["stats-json"],
+    json: v.json ?? false,
+    directIo: !(v["no-direct-io"] ?? false),
+    workDir: v["work-dir"],
+    cyclicBufferKiB: v["cyclic-buffer"] !== undefined ? parseNumber("--cyclic-buffer", v["cyclic-buffer"]) : undefined,
+    excludeVmemmap: v.e ?? false,
+    partialDmesg: v["partial-dmesg"] ?? false,
+  };
+  if (v.h || v.help) return opts;
+  if (v.v || v.version) return { ...opts, command: { kind: "version" } };
+  for (const [key, what] of Object.entries(NOT_YET)) {
+    if ((v as Record<string, unknown>)[key] !== undefined) {
+      throw new UsageError(`${what} is not supported by this version of vmsift yet`);
+    }
+  }
+  const pos = parsed.positionals;
+  if (opts.partialDmesg && !v["dump-dmesg"]) throw new UsageError("--partial-dmesg needs --dump-dmesg");
+  if (v.vtop !== undefined) {
+    if (pos.length !== 1) throw new UsageError("--vtop VADDR takes exactly one VMCORE");
+    const s = v.vtop.trim().replace(/^0x/i, "");
+    if (!/^[0-9a-f]{1,16}$/i.test(s)) throw new UsageError(`--vtop: '${v.vtop}' is not a hex address`);
+    return { ...opts, command: { kind: "vtop", vmcore: pos[0], vaddr: BigInt("0x" + s) } };
+  }
+  if (v["dump-dmesg"]) {
+    if (pos.length !== 2) throw new UsageError("--dump-dmesg takes VMCORE LOGFILE");
+    return { ...opts, command: { kind: "dmesg", vmcore: pos[0], logfile: pos[1] } };
+  }
+  if (pos.length !== 2) {
+    throw new UsageError(pos.length < 2 ? "VMCORE and DUMPFILE are required" : `too many arguments: ${pos.join(" ")}`);
+  }
+  if (opts.excludeVmemmap && opts.workDir === undefined) {
+    // vmsift keeps bitmaps beside the dump by default, so -e does not need --work-dir (makedumpfile's does).
+  }
+  if (opts.dumpLevels.length > 1) {
+    throw new UsageError("-d with fallback levels needs -L or ENOSPC handling, not supported by this version yet");
+  }
+  return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: pos[1] } };
+}
+
+function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { json: { type: "boolean" }, "message-level": { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const pos = parsed.positionals;
+  const base: CliOptions = {
+    command: { kind: "help" },
+    codec: null,
+    dumpLevels: [0],
+    force: false,
+    messageLevel: parsed.values["message-level"] !== undefined
+      ? parseNumber("--message-level", parsed.values["message-level"])
+      : 7,
+    checkParams: false,
+    dryRun: false,
+    json: parsed.values.json ?? false,
+    directIo: true,
+    excludeVmemmap: false,
+    partialDmesg: false,
+  };
+  if (name === "info") {
+    if (pos.length !== 1) throw new UsageError("usage: vmsift info [--json] DUMPFILE");
+    return { ...base, command: { kind: "info", dumpfile: pos[0] } };
+  }
+  if (pos.length !== 2) throw new UsageError("usage: vmsift verify [--json] DUMPFILE VMCORE");
+  return { ...base, command: { kind: "verify", dumpfile: pos[0], vmcore: pos[1] } };
+}
+
+/** The usage text for -h. */
+export const USAGE = `vmsift - a makedumpfile work-alike: filter and compress a kdump vmcore
+
+Usage:
+  vmsift [-c|-l|-p|-z] [-d LEVEL] [-f] [-i VMCOREINFO] [--message-level N] VMCORE DUMPFILE
+  vmsift --dump-dmesg [-i VMCOREINFO] VMCORE LOGFILE
+  vmsift --vtop VADDR VMCORE
+  vmsift info [--json] DUMPFILE
+  vmsift verify [--json] DUMPFILE VMCORE
+
+Options (makedumpfile's names):
+  -c, -l, -p, -z      compress pages with zlib, lzo, snappy or zstd (last one wins)
+  -d LEVEL            dump level 0-31: 1 zero pages, 2 non-private cache, 4 private cache,
+                      8 user data, 16 free pages (hwpoison and offline pages are always excluded)
+  -f                  overwrite DUMPFILE if it exists
+  -i VMCOREINFO       take VMCOREINFO from this text file instead of the vmcore's note
+  --message-level N   1 progress, 2 common, 4 error, 8 debug, 16 report (default 7)
+  -D                  debug messages (message level bit 8)
+  --show-stats        print the page-count report (message level bit 16)
+  --stats-json FILE   write the page counts as JSON
+  --check-params      only check the command line
+  --dry-run           do everything but write DUMPFILE
+  --dump-dmesg        write the kernel log of VMCORE to LOGFILE
+  --vtop VADDR        print the page-table walk for a kernel virtual address
+  --no-direct-io      write DUMPFILE through the page cache instead of O_DIRECT
+  --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
+                      (default: DUMPFILE's directory)
+  --cyclic-buffer KiB memory budget for the bitmaps
+  -h, --help          this text
+  -v, --version       version
+
+Exit status: 0 success, 1 failure, 2 VMCOREINFO release does not match the vmcore.
+`;

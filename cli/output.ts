@@ -1,0 +1,28 @@
+/**
+ * The output backend of a dump: O_DIRECT file by default (seed proposition 1), buffered with
+ * --no-direct-io, nothing with --dry-run.
+ */
+import type { Sink } from "../formats/sink.ts";
+import { FileSink } from "../io/fileSink.ts";
+import type { CliOptions } from "./options.ts";
+import type { Messages } from "./messages.ts";
+
+/** A Sink that only counts (for --dry-run). */
+export class NullSink implements Sink {
+  readonly label = "(dry run)";
+  bytes = 0;
+  write(_offset: number, bytes: Uint8Array): void {
+    this.bytes += bytes.length;
+  }
+  rewrite(): void {}
+  finish(): void {}
+  close(): void {}
+  abort(): void {}
+}
+
+/** Open DUMPFILE for writing as the options say. */
+export function openOutput(path: string, opts: CliOptions, msg: Messages): Sink {
+  if (opts.dryRun) return new NullSink();
+  msg.debug(`output: ${path} (buffered)`);
+  return FileSink.create(path, { overwrite: opts.force });
+}

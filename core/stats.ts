@@ -1,0 +1,86 @@
+/**
+ * Page counts of one dump in makedumpfile's terms, and their two renderings: the report table that
+ * makedumpfile prints at message level 16 (same shape and spacing), and JSON for --stats-json.
+ */
+
+/** Counts per class. All are page counts (numbers). */
+export interface PageStats {
+  /** Pages inside PT_LOADs below max_mapnr (Total - Memory Hole). */
+  original: number;
+  zero: number;
+  cache: number;
+  cachePrivate: number;
+  user: number;
+  free: number;
+  hwpoison: number;
+  offline: number;
+  /** PFNs below max_mapnr not backed by any PT_LOAD. */
+  memoryHole: number;
+  /** max_mapnr. */
+  total: number;
+  /** Pages kept although their struct page said "exclude", because they are in the kernel image. */
+  keptKernelImage: number;
+  /** Pages kept because their struct page could not be read or translated. */
+  keptUnreadable: number;
+}
+
+/** Pages excluded in all. */
+export function excludedPages(s: PageStats): number {
+  return s.zero + s.cache + s.cachePrivate + s.user + s.free + s.hwpoison + s.offline;
+}
+
+/** Pages that remain in the dump. */
+export function remainingPages(s: PageStats): number {
+  return s.original - excludedPages(s);
+}
+
+function h16(n: number): string {
+  return "0x" + n.toString(16).padStart(16, "0");
+}
+
+/** makedumpfile's report table, byte for byte (print_report). */
+export function formatReport(s: PageStats): string {
+  const excluded = excludedPages(s);
+  const remaining = s.original - excluded;
+  const lines = [
+    `Original pages  : ${h16(s.original)}`,
+    `  Excluded pages   : ${h16(excluded)}`,
+    `    Pages filled with zero  : ${h16(s.zero)}`,
+    `    Non-private cache pages : ${h16(s.cache)}`,
+    `    Private cache pages     : ${h16(s.cachePrivate)}`,
+    `    User process data pages : ${h16(s.user)}`,
+    `    Free pages              : ${h16(s.free)}`,
+    `    Hwpoison pages          : ${h16(s.hwpoison)}`,
+    `    Offline pages           : ${h16(s.offline)}`,
+    `  Remaining pages  : ${h16(remaining)}`,
+  ];
+  if (s.original !== 0) {
+    lines.push(`  (The number of pages is reduced to ${Math.floor((remaining * 100) / s.original)}%.)`);
+  }
+  lines.push(
+    `Memory Hole     : ${h16(s.memoryHole)}`,
+    "--------------------------------------------------",
+    `Total pages     : ${h16(s.total)}`,
+  );
+  return lines.join("\n") + "\n";
+}
+
+/** The same numbers as JSON, with the field names of ../shared/fixtures/real-6.1/expected.json. */
+export function statsJson(s: PageStats): Record<string, number> {
+  return {
+    original: s.original,
+    excluded: excludedPages(s),
+    zero: s.zero,
+    cache: s.cache,
+    cache_private: s.cachePrivate,
+    user: s.user,
+    free: s.free,
+    hwpoison: s.hwpoison,
+    offline: s.offline,
+    remaining: remainingPages(s),
+    memory_hole: s.memoryHole,
+    total: s.total,
+    kept_kernel_image: s.keptKernelImage,
+    kept_unreadable: s.keptUnreadable,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * vmsift command line: makedumpfile's options and exit codes (0 ok, 1 failure, 2 release mismatch).
+ * All work is in cli/ and the library; this file maps outcomes to messages and exit codes.
+ */
+import { VmsiftError } from "./core/errors.ts";
+import { formatReport, statsJson } from "./core/stats.ts";
+import { parseCommandLine, USAGE, UsageError } from "./cli/options.ts";
+import { Messages, ML_PROGRESS } from "./cli/messages.ts";
+import { runDumpCommand } from "./cli/dumpCommand.ts";
+import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
+
+/** Version of vmsift. */
+export const VERSION = "0.1.0";
+
+/** Run the CLI with `args`; returns the exit status (never calls Deno.exit itself). */
+export function main(args: string[]): number {
+  let opts;
+  try {
+    opts = parseCommandLine(args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`vmsift: ${e.message}`);
+      console.error("Commandline parameter is invalid.\nTry `vmsift --help' for more information.");
+      return 1;
+    }
+    throw e;
+  }
+  const cmd = opts.command;
+  if (cmd.kind === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cmd.kind === "version") {
+    console.log(`vmsift: version ${VERSION} (makedumpfile 1.7.2 work-alike; Deno ${Deno.version.deno})`);
+    return 0;
+  }
+  if (opts.checkParams) return 0;
+  const msg = new Messages(opts.messageLevel);
+  try {
+    switch (cmd.kind) {
+      case "dump": {
+        const r = runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg);
+        msg.report(formatReport(r.stats).trimEnd());
+        if (opts.statsJson) {
+          Deno.writeTextFileSync(opts.statsJson, JSON.stringify(statsJson(r.stats), null, 1) + "\n");
+        }
+        return 0;
+      }
+      case "dmesg":
+        return runDmesgCommand(cmd.vmcore, cmd.logfile, opts, msg);
+      case "vtop":
+        return runVtopCommand(cmd.vmcore, cmd.vaddr, opts, msg);
+      case "info":
+        return runInfoCommand(cmd.dumpfile, opts);
+      case "verify":
+        return runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
+    }
+  } catch (e) {
+    if (e instanceof VmsiftError) {
+      console.error(`vmsift: ${e.oneLine()}`);
+      if (cmd.kind === "dump") console.error("\nvmsift Failed.");
+      return e.exitCode;
+    }
+    // An unexpected exception is a bug: still one clear line, and the detail only at debug level.
+    console.error(`vmsift: internal error: ${(e as Error)?.message ?? e}`);
+    if (msg.enabled(8)) console.error((e as Error)?.stack ?? "");
+    return 1;
+  }
+  void ML_PROGRESS;
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(main(Deno.args));
+}

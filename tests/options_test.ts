@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { parseCommandLine, parseDumpLevels, UsageError } from "../cli/options.ts";
+
+Deno.test("options: makedumpfile command lines as kdump scripts write them", () => {
+  let o = parseCommandLine(["-c", "-d", "31", "/proc/vmcore", "dumpfile"]);
+  assert.deepEqual(o.command, { kind: "dump", vmcore: "/proc/vmcore", dumpfile: "dumpfile" });
+  assert.equal(o.codec, "zlib");
+  assert.deepEqual(o.dumpLevels, [31]);
+  assert.equal(o.messageLevel, 7);
+  o = parseCommandLine(["-l", "--message-level", "1", "-d", "31", "a", "b"]);
+  assert.equal(o.codec, "lzo");
+  assert.equal(o.messageLevel, 1);
+  o = parseCommandLine(["-cd31", "a", "b"]);
+  assert.equal(o.codec, "zlib");
+  assert.deepEqual(o.dumpLevels, [31]);
+  o = parseCommandLine(["-c", "-z", "-d", "1", "--message-level=23", "a", "b"]);
+  assert.equal(o.codec, "zstd", "last codec option wins");
+  assert.equal(o.messageLevel, 23);
+  o = parseCommandLine(["--show-stats", "a", "b"]);
+  assert.equal(o.messageLevel & 16, 16);
+  o = parseCommandLine(["--dump-dmesg", "vmcore", "log"]);
+  assert.deepEqual(o.command, { kind: "dmesg", vmcore: "vmcore", logfile: "log" });
+  o = parseCommandLine(["--vtop", "ffffffff81000000", "vmcore"]);
+  assert.deepEqual(o.command, { kind: "vtop", vmcore: "vmcore", vaddr: 0xffffffff81000000n });
+  o = parseCommandLine(["info", "--json", "x"]);
+  assert.deepEqual(o.command, { kind: "info", dumpfile: "x" });
+  assert.equal(o.json, true);
+  o = parseCommandLine(["verify", "x", "y"]);
+  assert.deepEqual(o.command, { kind: "verify", dumpfile: "x", vmcore: "y" });
+  assert.equal(parseCommandLine(["-v"]).command.kind, "version");
+  assert.equal(parseCommandLine(["-h"]).command.kind, "help");
+});
+
+Deno.test("options: bad command lines are usage errors", () => {
+  for (
+    const bad of [
+      ["-d", "32", "a", "b"],
+      ["-d", "x", "a", "b"],
+      ["a"],
+      ["a", "b", "c"],
+      ["--no-such-option", "a", "b"],
+      ["--message-level", "99", "a", "b"],
+      ["--partial-dmesg", "a", "b"],
+      ["--vtop", "zz", "a"],
+      ["-d"],
+    ]
+  ) {
+    assert.throws(() => parseCommandLine(bad), UsageError, JSON.stringify(bad));
+  }
+  assert.deepEqual(parseDumpLevels("31"), [31]);
+  assert.deepEqual(parseDumpLevels("0,1"), [0, 1]);
+});
