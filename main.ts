@@ -3,9 +3,8 @@
  * All work is in cli/ and the library; this file maps outcomes to messages and exit codes.
  */
 import { VmsiftError } from "./core/errors.ts";
-import { formatReport, statsJson } from "./core/stats.ts";
 import { parseCommandLine, USAGE, UsageError } from "./cli/options.ts";
-import { Messages, ML_PROGRESS } from "./cli/messages.ts";
+import { Messages } from "./cli/messages.ts";
 import { runDumpCommand } from "./cli/dumpCommand.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
 
@@ -13,7 +12,7 @@ import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } fro
 export const VERSION = "0.1.0";
 
 /** Run the CLI with `args`; returns the exit status (never calls Deno.exit itself). */
-export function main(args: string[]): number {
+export async function main(args: string[]): Promise<number> {
   let opts;
   try {
     opts = parseCommandLine(args);
@@ -39,11 +38,7 @@ export function main(args: string[]): number {
   try {
     switch (cmd.kind) {
       case "dump": {
-        const r = runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg);
-        msg.report(formatReport(r.stats).trimEnd());
-        if (opts.statsJson) {
-          Deno.writeTextFileSync(opts.statsJson, JSON.stringify(statsJson(r.stats), null, 1) + "\n");
-        }
+        await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg);
         return 0;
       }
       case "dmesg":
@@ -66,10 +61,9 @@ export function main(args: string[]): number {
     if (msg.enabled(8)) console.error((e as Error)?.stack ?? "");
     return 1;
   }
-  void ML_PROGRESS;
   return 0;
 }
 
 if (import.meta.main) {
-  Deno.exit(main(Deno.args));
+  Deno.exit(await main(Deno.args));
 }

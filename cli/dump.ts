@@ -3,7 +3,6 @@
  * Everything is passed explicitly; the result carries the counts for the report.
  */
 import { MemBitmap } from "../core/bitmap.ts";
-import { VmsiftError } from "../core/errors.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
@@ -29,13 +28,10 @@ export interface DumpRequest {
 /** Outcome of a dump. */
 export interface DumpResult {
   stats: PageStats;
-  scan: ScanResult | null;
+  scan: ScanResult;
   write: KdumpWriteResult;
   seconds: number;
 }
-
-/** Levels that need the struct page scan (everything but zero pages). */
-const SCAN_LEVELS = 2 | 4 | 8 | 16;
 
 /** Run one dump. Throws VmsiftError on failure; the sink is aborted (partial output removed) on error. */
 export function runDump(req: DumpRequest): DumpResult {
@@ -51,10 +47,9 @@ export function runDump(req: DumpRequest): DumpResult {
     const original = markPresentPages(core.segments, pageSize, maxMapnr, bitmap1);
     const bitmap2 = new MemBitmap(maxMapnr);
     bitmap2.bytes.set(bitmap1.bytes);
-    let scan: ScanResult | null = null;
-    if ((req.dumpLevel & SCAN_LEVELS) !== 0 || true) {
-      scan = excludeUnnecessaryPages(model, req.dumpLevel, bitmap1, bitmap2);
-    }
+    // The scan itself decides whether this level needs struct pages (hwpoison/offline need them at any level).
+    const scan: ScanResult = excludeUnnecessaryPages(model, req.dumpLevel, bitmap1, bitmap2);
+    for (const w of model.warnings) req.debug?.(`warning: ${w}`);
     const utsname = readUtsname(model.vm, info);
     const sink = req.openSink();
     let write: KdumpWriteResult;
@@ -79,25 +74,22 @@ export function runDump(req: DumpRequest): DumpResult {
       sink.abort();
       throw e;
     }
-    const c = scan?.counts;
+    const c = scan.counts;
     const stats: PageStats = {
       original,
       zero: write.zeroPages,
-      cache: c?.cache ?? 0,
-      cachePrivate: c?.cachePrivate ?? 0,
-      user: c?.user ?? 0,
-      free: c?.free ?? 0,
-      hwpoison: c?.hwpoison ?? 0,
-      offline: c?.offline ?? 0,
+      cache: c.cache,
+      cachePrivate: c.cachePrivate,
+      user: c.user,
+      free: c.free,
+      hwpoison: c.hwpoison,
+      offline: c.offline,
       memoryHole: maxMapnr - original,
       total: maxMapnr,
-      keptKernelImage: c?.keptKernelImage ?? 0,
-      keptUnreadable: c?.keptUnreadable ?? 0,
+      keptKernelImage: c.keptKernelImage,
+      keptUnreadable: c.keptUnreadable,
     };
     return { stats, scan, write, seconds: (performance.now() - t0) / 1000 };
-  } catch (e) {
-    if (e instanceof VmsiftError || !(e instanceof Error)) throw e;
-    throw e;
   } finally {
     core.close();
   }

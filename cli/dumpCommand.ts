@@ -3,8 +3,9 @@
  * progress and messages.
  */
 import { VmsiftError } from "../core/errors.ts";
+import { formatReport, statsJson } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { codecByName } from "../formats/codecs/registry.ts";
+import { createCodec } from "../formats/codecs/registry.ts";
 import type { Sink } from "../formats/sink.ts";
 import { openOutput } from "./output.ts";
 import { type DumpResult, runDump } from "./dump.ts";
@@ -13,11 +14,16 @@ import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
 
 /** Run the dump command; returns the result for the report. Throws VmsiftError. */
-export function runDumpCommand(vmcore: string, dumpfile: string, opts: CliOptions, msg: Messages): DumpResult {
+export async function runDumpCommand(
+  vmcore: string,
+  dumpfile: string,
+  opts: CliOptions,
+  msg: Messages,
+): Promise<DumpResult> {
   if (!opts.force && !opts.dryRun && exists(dumpfile)) {
     throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: dumpfile });
   }
-  const codec: PageCodec | null = opts.codec ? codecByName(opts.codec) : null;
+  const codec: PageCodec | null = opts.codec ? await createCodec(opts.codec) : null;
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
   const result = runDump({
     vmcore,
@@ -29,7 +35,7 @@ export function runDumpCommand(vmcore: string, dumpfile: string, opts: CliOption
     debug: (t) => msg.debug(t),
   });
   progress.finish(result.write.dumpablePages, result.write.dumpablePages, result.write.fileSize);
-  if (result.scan) {
+  if (result.scan.ran) {
     const s = result.scan;
     const rate = s.seconds > 0 ? Math.round(s.pagesScanned / s.seconds) : 0;
     msg.report(`Struct page scan: ${s.pagesScanned} pages in ${s.seconds.toFixed(3)} s (${rate} pages/s)`);
@@ -39,6 +45,14 @@ export function runDumpCommand(vmcore: string, dumpfile: string, opts: CliOption
   }
   if (result.stats.keptKernelImage > 0) {
     msg.common(`${result.stats.keptKernelImage} kernel-image pages kept although their struct page said exclude.`);
+  }
+  msg.report(formatReport(result.stats).trimEnd());
+  if (opts.statsJson) {
+    try {
+      Deno.writeTextFileSync(opts.statsJson, JSON.stringify(statsJson(result.stats), null, 1) + "\n");
+    } catch (e) {
+      throw new VmsiftError(`cannot write: ${(e as Error).message}`, { file: opts.statsJson });
+    }
   }
   msg.common(opts.dryRun ? "\nThe dry run is finished." : `\nThe dumpfile is saved to ${dumpfile}.`);
   msg.common("\nvmsift Completed.");

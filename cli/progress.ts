@@ -24,7 +24,7 @@ export class Progress {
   update(done: number, total: number, bytes: number): void {
     if (!this.#enabled) return;
     const now = performance.now();
-    if (now - this.#last < this.#intervalMs && done < total) return;
+    if (now - this.#last < this.#intervalMs || done >= total) return;
     this.#last = now;
     this.#emit(this.line(done, total, bytes, (now - this.#start) / 1000), false);
   }
