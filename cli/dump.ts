@@ -2,15 +2,17 @@
  * The dump command: VMCORE → memory model → bitmaps → classification → kdump-compressed DUMPFILE.
  * Everything is passed explicitly; the result carries the counts for the report.
  */
-import { MemBitmap } from "../core/bitmap.ts";
-import { buildMemoryModel } from "../core/memoryModel.ts";
+import { createBitmaps } from "../io/fileBitmap.ts";
+import type { PfnBitmap } from "../core/bitmap.ts";
+import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
 import { markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
+import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
 import type { PageStats } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { writeKdump, type KdumpWriteResult } from "../formats/kdump/writer.ts";
+import { type KdumpWriteResult, writeKdump } from "../formats/kdump/writer.ts";
 import type { Sink } from "../formats/sink.ts";
-import { openDumpInput } from "./input.ts";
+import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
 
 /** What to dump and how. */
@@ -23,6 +25,18 @@ export interface DumpRequest {
   openSink: () => Sink;
   onProgress?: (done: number, total: number, bytes: number) => void;
   debug?: (text: string) => void;
+  /** Messages a maintainer should see (bitmap file location, O_DIRECT fallback). */
+  notice?: (text: string) => void;
+  /** Directory for the bitmap file when the bitmaps exceed the budget (seed 2: the dump's own device). */
+  bitmapDir: string;
+  /** Memory budget for both bitmaps together, bytes. */
+  bitmapBudget: number;
+  /** O_DIRECT for the bitmap file (seed 3). */
+  directIo: boolean;
+  /** Keep kernel-image pages whatever their struct page says (default true). */
+  imageGuard?: boolean;
+  /** -e: also exclude vmemmap pages that describe only excluded pages (header status 0x10). */
+  excludeVmemmap?: boolean;
 }
 
 /** Outcome of a dump. */
@@ -30,6 +44,8 @@ export interface DumpResult {
   stats: PageStats;
   scan: ScanResult;
   write: KdumpWriteResult;
+  /** -e: what the vmemmap pass did (undefined without -e). */
+  vmemmap?: VmemmapExcludeResult;
   seconds: number;
 }
 
@@ -39,16 +55,46 @@ export function runDump(req: DumpRequest): DumpResult {
   const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
   const { core, info } = input;
   try {
-    const pageSize = info.pageSize ?? 4096;
-    const model = buildMemoryModel(core, info);
+    const model = buildMemoryModel(core, info, { kernelImageGuard: req.imageGuard ?? true });
     const maxMapnr = model.maxMapnr;
     req.debug?.(`max_mapnr    : ${maxMapnr.toString(16)}`);
-    const bitmap1 = new MemBitmap(maxMapnr);
+    const bitmaps = createBitmaps(maxMapnr, {
+      budgetBytes: req.bitmapBudget,
+      dir: req.bitmapDir,
+      direct: req.directIo,
+    });
+    try {
+      return dumpWithBitmaps(req, input, model, bitmaps.bitmap1, bitmaps.bitmap2, t0, () => {
+        for (const w of bitmaps.warnings) req.notice?.(`warning: ${w}`);
+        if (bitmaps.mode === "memory") req.debug?.(bitmaps.description);
+        else req.notice?.(bitmaps.description);
+      });
+    } finally {
+      bitmaps.close();
+    }
+  } finally {
+    core.close();
+  }
+}
+
+function dumpWithBitmaps(
+  req: DumpRequest,
+  input: DumpInput,
+  model: MemoryModel,
+  bitmap1: PfnBitmap,
+  bitmap2: PfnBitmap,
+  t0: number,
+  announce: () => void,
+): DumpResult {
+  const { core, info } = input;
+  const { maxMapnr, pageSize } = model;
+  announce();
+  {
     const original = markPresentPages(core.segments, pageSize, maxMapnr, bitmap1);
-    const bitmap2 = new MemBitmap(maxMapnr);
-    bitmap2.bytes.set(bitmap1.bytes);
+    markPresentPages(core.segments, pageSize, maxMapnr, bitmap2);
     // The scan itself decides whether this level needs struct pages (hwpoison/offline need them at any level).
     const scan: ScanResult = excludeUnnecessaryPages(model, req.dumpLevel, bitmap1, bitmap2);
+    const vmemmap = req.excludeVmemmap ? excludeVmemmapPages(model, bitmap1, bitmap2) : undefined;
     for (const w of model.warnings) req.debug?.(`warning: ${w}`);
     const utsname = readUtsname(model.vm, info);
     const sink = req.openSink();
@@ -68,7 +114,12 @@ export function runDump(req: DumpRequest): DumpResult {
         nrCpus: core.nrCpus,
         physBase: model.physBase,
         dumpLevel: req.dumpLevel,
-      }, { codec: req.codec, sink, onProgress: req.onProgress });
+      }, {
+        codec: req.codec,
+        sink,
+        onProgress: req.onProgress,
+        extraStatus: vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0,
+      });
       sink.close();
     } catch (e) {
       sink.abort();
@@ -89,8 +140,6 @@ export function runDump(req: DumpRequest): DumpResult {
       keptKernelImage: c.keptKernelImage,
       keptUnreadable: c.keptUnreadable,
     };
-    return { stats, scan, write, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    core.close();
+    return { stats, scan, write, vmemmap, seconds: (performance.now() - t0) / 1000 };
   }
 }

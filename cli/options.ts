@@ -38,6 +38,8 @@ export interface CliOptions {
   cyclicBufferKiB?: number;
   excludeVmemmap: boolean;
   partialDmesg: boolean;
+  /** Keep kernel-image pages whatever their struct page says (default on; --no-image-guard = makedumpfile). */
+  imageGuard: boolean;
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -74,6 +76,7 @@ const OPTIONS = {
   "work-dir": { type: "string" },
   "cyclic-buffer": { type: "string" },
   e: { type: "boolean", short: "e" },
+  "no-image-guard": { type: "boolean" },
   // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message.
   E: { type: "boolean", short: "E" },
   F: { type: "boolean", short: "F" },
@@ -173,6 +176,7 @@ export function parseCommandLine(argv: string[]): CliOptions {
     cyclicBufferKiB: v["cyclic-buffer"] !== undefined ? parseNumber("--cyclic-buffer", v["cyclic-buffer"]) : undefined,
     excludeVmemmap: v.e ?? false,
     partialDmesg: v["partial-dmesg"] ?? false,
+    imageGuard: !(v["no-image-guard"] ?? false),
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
@@ -232,6 +236,7 @@ function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
     directIo: true,
     excludeVmemmap: false,
     partialDmesg: false,
+    imageGuard: true,
   };
   if (name === "info") {
     if (pos.length !== 1) throw new UsageError("usage: vmsift info [--json] DUMPFILE");
@@ -255,6 +260,8 @@ Options (makedumpfile's names):
   -c, -l, -p, -z      compress pages with zlib, lzo, snappy or zstd (last one wins)
   -d LEVEL            dump level 0-31: 1 zero pages, 2 non-private cache, 4 private cache,
                       8 user data, 16 free pages (hwpoison and offline pages are always excluded)
+  -e                  also exclude the vmemmap pages (struct pages) that describe only excluded
+                      pages; crash then warns that kmem may fail (header status 0x10)
   -f                  overwrite DUMPFILE if it exists
   -i VMCOREINFO       take VMCOREINFO from this text file instead of the vmcore's note
   --message-level N   1 progress, 2 common, 4 error, 8 debug, 16 report (default 7)
@@ -265,6 +272,9 @@ Options (makedumpfile's names):
   --dry-run           do everything but write DUMPFILE
   --dump-dmesg        write the kernel log of VMCORE to LOGFILE
   --vtop VADDR        print the page-table walk for a kernel virtual address
+  --no-image-guard    exclude kernel-image pages by their struct page like makedumpfile does
+                      (default: pages of the kernel image, _stext to the end of its mapping,
+                      are always kept; makedumpfile issue 21)
   --no-direct-io      write DUMPFILE through the page cache instead of O_DIRECT
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
                       (default: DUMPFILE's directory)

@@ -3,6 +3,7 @@
  * --no-direct-io, nothing with --dry-run.
  */
 import type { Sink } from "../formats/sink.ts";
+import { DirectSink } from "../io/directSink.ts";
 import { FileSink } from "../io/fileSink.ts";
 import type { CliOptions } from "./options.ts";
 import type { Messages } from "./messages.ts";
@@ -23,6 +24,15 @@ export class NullSink implements Sink {
 /** Open DUMPFILE for writing as the options say. */
 export function openOutput(path: string, opts: CliOptions, msg: Messages): Sink {
   if (opts.dryRun) return new NullSink();
-  msg.debug(`output: ${path} (buffered)`);
-  return FileSink.create(path, { overwrite: opts.force });
+  if (!opts.directIo) {
+    msg.debug(`output: ${path} (buffered, --no-direct-io)`);
+    return FileSink.create(path, { overwrite: opts.force });
+  }
+  const sink = DirectSink.create(path, {
+    overwrite: opts.force,
+    direct: true,
+    onWarning: (w) => msg.common(`warning: ${w}`),
+  });
+  msg.debug(`output: ${path} (${sink.direct ? "O_DIRECT" : "buffered: the filesystem refused O_DIRECT"})`);
+  return sink;
 }

@@ -5,6 +5,11 @@ export interface PageCodec {
   /** Descriptor flag / header status bit: 0x1 zlib, 0x2 lzo, 0x4 snappy, 0x20 zstd. */
   readonly flag: number;
   /**
+   * Which implementation this is, for messages: "libz 1.2.13 (FFI)", "node:zlib", "libzstd 1.5.4 (FFI)",
+   * "vmsift (TypeScript)".
+   */
+  readonly impl: string;
+  /**
    * Compress one page. Returns the compressed bytes when strictly smaller than the page, else null (the
    * caller stores the page raw). The returned array may be reused by the next call: copy or write it first.
    */

@@ -57,7 +57,10 @@ const zstdSymbols = {
   ZSTD_compressBound: { parameters: ["usize"], result: "usize" },
   ZSTD_isError: { parameters: ["usize"], result: "u32" },
   ZSTD_createCCtx: { parameters: [], result: "pointer" },
-  ZSTD_compressCCtx: { parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"], result: "usize" },
+  ZSTD_compressCCtx: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"],
+    result: "usize",
+  },
   ZSTD_createDCtx: { parameters: [], result: "pointer" },
   ZSTD_decompressDCtx: { parameters: ["pointer", "buffer", "usize", "buffer", "usize"], result: "usize" },
 } as const;

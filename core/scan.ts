@@ -1,0 +1,198 @@
+/**
+ * The struct-page scan: ONE pass over the struct pages of every section with a mem_map, read through the
+ * page tables in large physically contiguous chunks (mapRun), classified in place (core/pageClass.ts), with
+ * excluded pfns cleared in bitmap 2. Counts follow makedumpfile's __exclude_unnecessary_pages exactly:
+ * - a pfn is examined only when it is present (bitmap 1: inside a PT_LOAD, below max_mapnr);
+ * - an excluded head counts every pfn of its 2^order range below max_mapnr (makedumpfile counts each pfn
+ *   it "clears", whether or not its bit was set), and the scan resumes after the range;
+ * - a range running past its section is finished there; the next section starts at its first pfn again
+ *   (its pages are tails or unclassified, so nothing is counted twice).
+ * Differences, by design: struct pages that cannot be translated or read are kept and counted
+ * (makedumpfile stops with an error); kernel image pages (when the range is known) are never excluded and
+ * are counted as keptKernelImage.
+ */
+import type { PfnBitmap } from "./bitmap.ts";
+import type { MemoryModel } from "./memoryModel.ts";
+import {
+  PageClassifier,
+  PC_BAD_ORDER,
+  PC_CACHE,
+  PC_CACHE_PRIVATE,
+  PC_FREE,
+  PC_HWPOISON,
+  PC_OFFLINE,
+  PC_USER,
+  PGMM_CACHED,
+  scanNeeded,
+} from "./pageClass.ts";
+
+/** Pages excluded per class, and pages kept for a reason of ours. */
+export interface ExclusionCounts {
+  cache: number;
+  cachePrivate: number;
+  user: number;
+  free: number;
+  hwpoison: number;
+  offline: number;
+  /** Pages the rules would exclude but that lie in the kernel image. */
+  keptKernelImage: number;
+  /** Present pages whose struct page could not be translated or read. */
+  keptUnreadable: number;
+  /** Present pages below max_mapnr in sections without a mem_map (not examined; makedumpfile keeps them). */
+  keptNoMemMap: number;
+  /** Buddy pages with an order ≥ LENGTH(zone.free_area) (kept; makedumpfile warns). */
+  badBuddyOrder: number;
+}
+
+export interface ScanResult {
+  counts: ExclusionCounts;
+  /** Whether the scan ran (makedumpfile skips it e.g. at -d 0/1 without PG_hwpoison). */
+  ran: boolean;
+  /** Struct pages classified. */
+  pagesScanned: number;
+  seconds: number;
+  /** Bytes of struct pages read from the dump (one pass: ≈ present pages × SIZE(page)). */
+  vmemmapBytesRead: number;
+  /** -d 16 asked but free pages are not findable in mem_map (needs the free-list walk, not done here). */
+  freeListWalkNeeded: boolean;
+}
+
+/** Options of the scan. */
+export interface ScanOptions {
+  /** Struct pages per read (multiple of 512; default 16384 = 1 MiB of 64-byte struct pages). */
+  chunkPages?: number;
+}
+
+const COUNTER_OF: Record<number, keyof ExclusionCounts> = {
+  [PC_FREE]: "free",
+  [PC_CACHE]: "cache",
+  [PC_CACHE_PRIVATE]: "cachePrivate",
+  [PC_USER]: "user",
+  [PC_HWPOISON]: "hwpoison",
+  [PC_OFFLINE]: "offline",
+};
+
+/**
+ * bitmap1 = pages present (set by the caller from the PT_LOADs, pfn < maxMapnr); bitmap2 starts as a copy
+ * of bitmap1; clears excluded pfns in bitmap2 and returns the counts.
+ */
+export function excludeUnnecessaryPages(
+  model: MemoryModel,
+  dumpLevel: number,
+  bitmap1: PfnBitmap,
+  bitmap2: PfnBitmap,
+  opts: ScanOptions = {},
+): ScanResult {
+  const t0 = performance.now();
+  const counts: ExclusionCounts = {
+    cache: 0,
+    cachePrivate: 0,
+    user: 0,
+    free: 0,
+    hwpoison: 0,
+    offline: 0,
+    keptKernelImage: 0,
+    keptUnreadable: 0,
+    keptNoMemMap: 0,
+    badBuddyOrder: 0,
+  };
+  const scheme = model.scheme;
+  const result: ScanResult = {
+    counts,
+    ran: false,
+    pagesScanned: 0,
+    seconds: 0,
+    vmemmapBytesRead: 0,
+    freeListWalkNeeded: (dumpLevel & 16) !== 0 && !scheme.pageIsBuddy,
+  };
+  if (!scanNeeded(scheme, dumpLevel)) return result;
+  result.ran = true;
+
+  const maxMapnr = Math.min(model.maxMapnr, bitmap1.nbits, bitmap2.nbits);
+  const size = scheme.pageStructSize;
+  const chunkPages = Math.max(
+    PGMM_CACHED,
+    Math.floor((opts.chunkPages ?? 16384) / PGMM_CACHED) * PGMM_CACHED,
+  );
+  const buf = new Uint8Array(chunkPages * size);
+  const u32 = new Uint32Array(buf.buffer);
+  const readable = new Uint8Array(chunkPages);
+  const classifier = new PageClassifier(scheme);
+  const kStart = model.kernelImage?.startPfn ?? 0;
+  const kEnd = model.kernelImage?.endPfn ?? 0;
+  const vm = model.vm;
+  const mem = model.mem;
+
+  /** Exclude [p, p + n) (clipped to max_mapnr) into `counter`, sparing the kernel image. */
+  const exclude = (p: number, n: number, counter: keyof ExclusionCounts) => {
+    const end = Math.min(p + n, maxMapnr);
+    if (end <= p) return;
+    const gs = Math.max(p, kStart), ge = Math.min(end, kEnd);
+    if (ge <= gs) {
+      if (n === 1) bitmap2.clear(p);
+      else bitmap2.clearRange(p, end);
+      counts[counter] += end - p;
+      return;
+    }
+    if (gs > p) {
+      bitmap2.clearRange(p, gs);
+      counts[counter] += gs - p;
+    }
+    counts.keptKernelImage += ge - gs;
+    if (end > ge) {
+      bitmap2.clearRange(ge, end);
+      counts[counter] += end - ge;
+    }
+  };
+
+  let covered = 0; // pfns below maxMapnr inside sections with a mem_map, for keptNoMemMap
+  for (const sec of model.sparse.sections) {
+    const secEnd = Math.min(sec.pfnEnd, maxMapnr);
+    if (secEnd <= sec.pfnStart) continue;
+    covered += bitmap1.popcount(sec.pfnStart, secEnd);
+    let nextPfn = sec.pfnStart; // first pfn not yet swallowed by an excluded range (within this section)
+    for (let cs = sec.pfnStart; cs < secEnd; cs += chunkPages) {
+      const ce = Math.min(cs + chunkPages, secEnd);
+      if (nextPfn >= ce) continue;
+      const first = Math.max(cs, nextPfn);
+      // Skip chunks without any present page.
+      if (bitmap1.popcount(first, ce) === 0) continue;
+      const nPages = ce - cs;
+      readable.fill(1, 0, nPages);
+      const vaddr = sec.memMap + BigInt((cs - sec.pfnStart) * size);
+      let off = 0;
+      for (const piece of vm.mapRun(vaddr, nPages * size)) {
+        const ok = piece.paddr !== undefined && mem.readPhys(piece.paddr, buf.subarray(off, off + piece.len));
+        if (ok) result.vmemmapBytesRead += piece.len;
+        else readable.fill(0, Math.floor(off / size), Math.ceil((off + piece.len) / size));
+        off += piece.len;
+      }
+      for (let p = first; p < ce; p++) {
+        if (!bitmap1.get(p)) continue;
+        const i = p - cs;
+        if (readable[i] === 0) {
+          counts.keptUnreadable++;
+          continue;
+        }
+        result.pagesScanned++;
+        const nextOk = p % PGMM_CACHED !== PGMM_CACHED - 1 && i + 1 < nPages && readable[i + 1] === 1;
+        const r = classifier.classify(u32, buf, i * size, p, nextOk, dumpLevel);
+        const cls = r & 0xff;
+        const counter = COUNTER_OF[cls];
+        if (counter === undefined) {
+          if (cls === PC_BAD_ORDER) counts.badBuddyOrder++;
+          continue;
+        }
+        const n = 2 ** (r >>> 8);
+        exclude(p, n, counter);
+        if (n > 1) {
+          p += n - 1;
+          nextPfn = p + 1;
+        }
+      }
+    }
+  }
+  counts.keptNoMemMap = bitmap1.popcount(0, maxMapnr) - covered;
+  result.seconds = (performance.now() - t0) / 1000;
+  return result;
+}

@@ -1,0 +1,71 @@
+/**
+ * Loading a system compression library through Deno FFI for the native page codecs. Never throws and never
+ * prompts: without the ffi permission (--allow-ffi) or without the library, the result says why, so the
+ * registry can fall back to the built-in codec and tell the caller.
+ *
+ * A loaded library is cached per isolate (main thread or Web Worker) and per library name; the handle is
+ * immutable once loaded. Failures are not cached (permissions can be granted later).
+ */
+
+/** A loaded library, or the reason it could not be loaded. */
+export type LoadResult<S extends Deno.ForeignLibraryInterface> =
+  | { ok: true; lib: Deno.DynamicLibrary<S>; name: string }
+  | { ok: false; reason: string };
+
+const loaded = new Map<string, Deno.DynamicLibrary<Deno.ForeignLibraryInterface>>();
+
+/** True when FFI is allowed without prompting. */
+export function ffiGranted(): boolean {
+  try {
+    return typeof Deno.dlopen === "function" && Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * dlopen the first of `names` that loads, with `symbols`. `key` identifies the symbol set (two codecs may
+ * open the same library with different symbol sets).
+ */
+export function loadLibrary<S extends Deno.ForeignLibraryInterface>(
+  key: string,
+  names: readonly string[],
+  symbols: S,
+): LoadResult<S> {
+  if (!ffiGranted()) return { ok: false, reason: "FFI is not permitted (run with --allow-ffi)" };
+  const errors: string[] = [];
+  for (const name of names) {
+    const k = `${key}\0${name}`;
+    const hit = loaded.get(k);
+    if (hit) return { ok: true, lib: hit as Deno.DynamicLibrary<S>, name };
+    try {
+      const lib = Deno.dlopen(name, symbols);
+      loaded.set(k, lib as Deno.DynamicLibrary<Deno.ForeignLibraryInterface>);
+      return { ok: true, lib, name };
+    } catch (e) {
+      errors.push(`${name}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return { ok: false, reason: errors.join("; ") || "no library name given" };
+}
+
+/** A NUL-terminated C string read from `p` (at most `max` bytes), or "" for null. */
+export function cString(p: Deno.PointerValue, max = 256): string {
+  if (p === null) return "";
+  const v = new Deno.UnsafePointerView(p);
+  const bytes: number[] = [];
+  for (let i = 0; i < max; i++) {
+    const b = v.getUint8(i);
+    if (b === 0) break;
+    bytes.push(b);
+  }
+  return String.fromCharCode(...bytes);
+}
+
+/** Pointer to byte `offset` of `buf` (whose backing store must stay alive and unmoved: an ArrayBuffer). */
+export function pointerAt(buf: Uint8Array<ArrayBuffer>, offset = 0): Deno.PointerObject {
+  const p = Deno.UnsafePointer.of(buf);
+  const q = offset === 0 ? p : Deno.UnsafePointer.offset(p!, offset);
+  if (q === null) throw new Error("null pointer for an FFI buffer");
+  return q;
+}

@@ -1,0 +1,241 @@
+/**
+ * The few libc calls vmsift needs for raw (O_DIRECT) file I/O, through Deno FFI (needs --allow-ffi).
+ * Linux x86_64 only (the flag values below are the x86_64 ones). libc.so.6 is opened lazily on first use, so
+ * importing this module costs nothing on runs that never write with O_DIRECT.
+ *
+ * Calls return kernel style results: a non-negative value on success, `-errno` on failure, so callers never
+ * have to read errno separately (it is read right after the failing call).
+ */
+
+import { type ErrorPlace, VmsiftError } from "../core/errors.ts";
+
+/** open(2) flags, x86_64 values. */
+export const O_RDONLY = 0;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+export const O_DIRECT = 0o40000;
+export const O_CLOEXEC = 0o2000000;
+
+/** errno values used by callers. */
+export const EINTR = 4;
+export const EEXIST = 17;
+export const EINVAL = 22;
+export const ENOSPC = 28;
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  posix_memalign: { parameters: ["buffer", "usize", "usize"], result: "i32" },
+  free: { parameters: ["pointer"], result: "void" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let lib: Lib | null = null;
+let errnoView: Deno.UnsafePointerView | null = null;
+
+function L(): Lib {
+  if (lib === null) {
+    lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+    // errno lives in thread-local storage; its address is fixed for this (the isolate's) thread.
+    errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
+  }
+  return lib;
+}
+
+function errno(): number {
+  return errnoView!.getInt32(0);
+}
+
+const enc = new TextEncoder();
+
+function cstr(s: string): Uint8Array<ArrayBuffer> {
+  const b = enc.encode(s);
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
+}
+
+/** True when libc can be loaded (FFI permission granted, glibc present). */
+export function libcAvailable(): boolean {
+  try {
+    L();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** open(2): returns the fd or -errno. */
+export function sysOpen(path: string, flags: number, mode = 0o600): number {
+  const l = L();
+  for (;;) {
+    const fd = l.open(cstr(path), flags | O_CLOEXEC, mode);
+    if (fd >= 0) return fd;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** One pread(2) call (retried on EINTR): bytes read (0 at end of file) or -errno. */
+export function sysPread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+  const l = L();
+  for (;;) {
+    const n = Number(l.pread(fd, buf, BigInt(buf.length), BigInt(offset)));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** One pwrite(2) call (retried on EINTR): bytes written or -errno. */
+export function sysPwrite(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+  const l = L();
+  for (;;) {
+    const n = Number(l.pwrite(fd, buf, BigInt(buf.length), BigInt(offset)));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** ftruncate(2): 0 or -errno. */
+export function sysFtruncate(fd: number, size: number): number {
+  const l = L();
+  for (;;) {
+    if (l.ftruncate(fd, BigInt(size)) === 0) return 0;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** fsync(2): 0 or -errno. */
+export function sysFsync(fd: number): number {
+  const l = L();
+  for (;;) {
+    if (l.fsync(fd) === 0) return 0;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+/** close(2): 0 or -errno (never retried: the fd is gone either way on Linux). */
+export function sysClose(fd: number): number {
+  return L().close(fd) === 0 ? 0 : -errno();
+}
+
+/** unlink(2): 0 or -errno. */
+export function sysUnlink(path: string): number {
+  return L().unlink(cstr(path)) === 0 ? 0 : -errno();
+}
+
+/** posix_memalign(3): the pointer, or throws (it returns the error number instead of setting errno). */
+export function memalign(alignment: number, size: number): Deno.PointerObject {
+  const out = new BigUint64Array(1);
+  const rc = L().posix_memalign(new Uint8Array(out.buffer), BigInt(alignment), BigInt(size));
+  const p = rc === 0 ? Deno.UnsafePointer.create(out[0]) : null;
+  if (p === null) throw new Error(`posix_memalign(${alignment}, ${size}): ${strerror(rc || 12)}`);
+  return p;
+}
+
+/** free(3). */
+export function memfree(p: Deno.PointerObject): void {
+  L().free(p);
+}
+
+/** strerror(3) text for an errno value (positive or negative). */
+export function strerror(e: number): string {
+  const p = L().strerror(Math.abs(e));
+  return p === null ? `errno ${Math.abs(e)}` : Deno.UnsafePointerView.getCString(p);
+}
+
+/** A failed system call: a VmsiftError that also carries the errno (ENOSPC matters to the -d retry logic). */
+export class SysError extends VmsiftError {
+  readonly errno: number;
+  constructor(what: string, err: number, place: ErrorPlace) {
+    super(`${what}: ${strerror(err)}`, place);
+    this.errno = Math.abs(err);
+  }
+}
+
+/** The signature of sysOpen, injectable for tests (e.g. to play a file system that refuses O_DIRECT). */
+export type OpenFn = (path: string, flags: number, mode: number) => number;
+
+/** Result of openMaybeDirect. */
+export interface OpenedFile {
+  fd: number;
+  /** O_DIRECT is in effect. */
+  direct: boolean;
+  /** Set when O_DIRECT was asked for but refused, so the file is buffered (say it once to the user). */
+  warning?: string;
+}
+
+/**
+ * Open `path` with `flags`, adding O_DIRECT when `direct`. A file system that refuses O_DIRECT answers
+ * EINVAL (ramfs, old tmpfs, some FUSE); then the file is opened again without it and `warning` says so. The
+ * kernel creates the file before it checks O_DIRECT, so the retry drops O_EXCL and truncates instead.
+ * Other failures throw SysError.
+ */
+export function openMaybeDirect(
+  path: string,
+  flags: number,
+  mode: number,
+  direct: boolean,
+  openFn: OpenFn = sysOpen,
+): OpenedFile {
+  let fd = openFn(path, flags | (direct ? O_DIRECT : 0), mode);
+  if (fd >= 0) return { fd, direct };
+  if (fd === -EEXIST) {
+    throw new SysError("cannot create (it exists; overwrite to replace it)", fd, { file: path });
+  }
+  if (!direct || fd !== -EINVAL) throw new SysError("cannot open", fd, { file: path });
+  const retry = (flags & O_EXCL) !== 0 ? (flags & ~O_EXCL) | O_TRUNC : flags;
+  fd = openFn(path, retry, mode);
+  if (fd < 0) throw new SysError("cannot open", fd, { file: path });
+  return {
+    fd,
+    direct: false,
+    warning: `${path}: the file system refuses O_DIRECT; writing through the page cache instead`,
+  };
+}
+
+/** pwrite all of `buf` at `offset` (looping over short writes); throws SysError naming file and offset. */
+export function pwriteFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number, file: string): number {
+  let done = 0;
+  let calls = 0;
+  while (done < buf.length) {
+    const n = sysPwrite(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+    calls++;
+    if (n < 0) throw new SysError("write failed", n, { file, offset: offset + done });
+    if (n === 0) throw new SysError("write failed", ENOSPC, { file, offset: offset + done });
+    done += n;
+  }
+  return calls;
+}
+
+/**
+ * pread into `buf` at `offset`; returns the bytes read, fewer only at the end of the file (the rest of `buf` is
+ * left as it was). Throws SysError naming file and offset.
+ */
+export function preadFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number, file: string): number {
+  let done = 0;
+  while (done < buf.length) {
+    const want = buf.length - done;
+    const n = sysPread(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+    if (n < 0) throw new SysError("read failed", n, { file, offset: offset + done });
+    done += n;
+    // A regular file reads short only at its end; asking again at an unaligned offset would fail O_DIRECT.
+    if (n < want) break;
+  }
+  return done;
+}

@@ -1,0 +1,57 @@
+/**
+ * vmsift library API: read a kdump vmcore, model the crashed kernel's memory, classify pages like
+ * makedumpfile, and write, read and verify kdump-compressed dumps.
+ *
+ * The flow (data goes one way): {@link ElfCore} (the vmcore) → {@link VmcoreInfo} → {@link buildMemoryModel}
+ * (page tables, sparsemem, page-type scheme) → {@link excludeUnnecessaryPages} (bitmaps) → {@link writeKdump}
+ * → {@link KdumpFile} / {@link verifyDump}. {@link runDump} does all of it for one dump.
+ *
+ * @module
+ */
+
+/** Error type of vmsift: every failure names the file and the offset or address. */
+export { type ErrorPlace, VmsiftError } from "./core/errors.ts";
+/** VMCOREINFO text parsed into typed accessors (SYMBOL, SIZE, OFFSET, LENGTH, NUMBER, ...). */
+export { VmcoreInfo } from "./core/vmcoreinfo.ts";
+/** Physical memory as the rest of vmsift sees it, whatever the input format. */
+export { findSegment, type PhysicalMemory, type PhysSegment } from "./core/physMem.ts";
+/** Kernel virtual memory reads (implemented by the x86_64 page-table translator). */
+export type { VirtualMemory } from "./core/virtMem.ts";
+/** PFN bitmaps in kdump on-disk bit order. */
+export { MemBitmap, type PfnBitmap } from "./core/bitmap.ts";
+/** The ELF vmcore reader (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E). */
+export { ElfCore, type NoteSegment } from "./formats/elfCore.ts";
+/** ELF notes of a vmcore. */
+export { type ElfNote, NT_PRSTATUS, parseNotes } from "./formats/elfNotes.ts";
+/** x86_64 kernel virtual → physical translation (4/5-level page tables) and the --vtop walk. */
+export { formatVtop, X86Translator } from "./core/pageTable.ts";
+/** The memory model: translator, sparse sections, max_mapnr, page-type scheme, kernel image range. */
+export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
+/** The single struct-page scan that excludes pages by dump level. */
+export { type ExclusionCounts, excludeUnnecessaryPages, type ScanResult } from "./core/scan.ts";
+/** Marking present pages (bitmap 1) from the PT_LOAD segments. */
+export { markPresentPages } from "./core/presentPages.ts";
+/** Page counts in makedumpfile's terms, its report table and JSON. */
+export { formatReport, type PageStats, statsJson } from "./core/stats.ts";
+/** The kernel log (--dump-dmesg), in makedumpfile's line format. */
+export { DmesgError, type DmesgResult, extractDmesg } from "./core/printk.ts";
+/** Where writers put bytes. */
+export type { Sink } from "./formats/sink.ts";
+/** A buffered output file (mode 0600). */
+export { FileSink } from "./io/fileSink.ts";
+/** Page codecs: zlib, lzo, snappy, zstd. */
+export type { PageCodec } from "./formats/codecs/codec.ts";
+/** Make a codec by name or descriptor flag. */
+export { type CodecName, createCodec } from "./formats/codecs/registry.ts";
+/** Every offset of a kdump-compressed file, as a pure function of the counts. */
+export { type KdumpLayout, kdumpLayout } from "./formats/kdump/layout.ts";
+/** The kdump-compressed writer. */
+export { type KdumpSource, type KdumpWriteResult, writeKdump } from "./formats/kdump/writer.ts";
+/** The kdump-compressed reader (also a PhysicalMemory for re-filtering). */
+export { KdumpFile } from "./formats/kdump/reader.ts";
+/** Re-read every page of a dump and compare it with the vmcore. */
+export { type VerifyReport, verifyDump } from "./formats/kdump/verify.ts";
+/** Header, bitmap and descriptor summary of a dump. */
+export { type DumpInfo, describeDump } from "./formats/kdump/info.ts";
+/** One whole dump: vmcore in, kdump-compressed file out. */
+export { type DumpRequest, type DumpResult, runDump } from "./cli/dump.ts";

@@ -1,0 +1,46 @@
+/** Run the vmsift CLI (main.ts) as a subprocess, as users and kdump scripts do. */
+import { fileURLToPath } from "node:url";
+
+/** Absolute path of main.ts. */
+export const MAIN = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `deno run -A main.ts ...args`. */
+export async function runVmsift(args: string[], opts: { cwd?: string; stdin?: Uint8Array } = {}): Promise<RunResult> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    cwd: opts.cwd,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: opts.stdin ? "piped" : "null",
+  });
+  const child = cmd.spawn();
+  if (opts.stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(opts.stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Whether a program is on PATH (for reference tools such as makedumpfile and crash). */
+export function haveProgram(name: string): boolean {
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
+    } catch { /* keep looking */ }
+  }
+  return false;
+}
+
+/** A fresh temporary directory for one test's outputs (removed by the caller). */
+export function tempDir(prefix = "vmsift-test-"): string {
+  return Deno.makeTempDirSync({ dir: Deno.env.get("VMSIFT_TEST_TMP") ?? "/var/tmp", prefix });
+}
