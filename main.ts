@@ -6,6 +6,7 @@ import { VmsiftError } from "./core/errors.ts";
 import { parseCommandLine, USAGE, UsageError } from "./cli/options.ts";
 import { Messages } from "./cli/messages.ts";
 import { runDumpCommand } from "./cli/dumpCommand.ts";
+import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
 
 /** Version of vmsift. */
@@ -64,6 +65,7 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
-}
+// --num-threads workers are started from this same program (one bundled file, or a compiled binary):
+// inside one, run the compression loop instead of the CLI (formats/codecs/codecWorker.ts).
+if (isCodecWorker()) startCodecWorker();
+else if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -10,7 +10,8 @@ import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
 import type { PageStats } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { type KdumpWriteResult, writeKdump } from "../formats/kdump/writer.ts";
+import { type KdumpSource, type KdumpWriteOptions, type KdumpWriteResult, writeKdump } from "../formats/kdump/writer.ts";
+import { writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import type { Sink } from "../formats/sink.ts";
 import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
@@ -37,6 +38,8 @@ export interface DumpRequest {
   imageGuard?: boolean;
   /** -e: also exclude vmemmap pages that describe only excluded pages (header status 0x10). */
   excludeVmemmap?: boolean;
+  /** --num-threads: compressing threads (default 1; > 1 uses Web Workers, same output). */
+  threads?: number;
 }
 
 /** Outcome of a dump. */
@@ -50,7 +53,7 @@ export interface DumpResult {
 }
 
 /** Run one dump. Throws VmsiftError on failure; the sink is aborted (partial output removed) on error. */
-export function runDump(req: DumpRequest): DumpResult {
+export async function runDump(req: DumpRequest): Promise<DumpResult> {
   const t0 = performance.now();
   const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
   const { core, info } = input;
@@ -64,7 +67,7 @@ export function runDump(req: DumpRequest): DumpResult {
       direct: req.directIo,
     });
     try {
-      return dumpWithBitmaps(req, input, model, bitmaps.bitmap1, bitmaps.bitmap2, t0, () => {
+      return await dumpWithBitmaps(req, input, model, bitmaps.bitmap1, bitmaps.bitmap2, t0, () => {
         for (const w of bitmaps.warnings) req.notice?.(`warning: ${w}`);
         if (bitmaps.mode === "memory") req.debug?.(bitmaps.description);
         else req.notice?.(bitmaps.description);
@@ -77,7 +80,7 @@ export function runDump(req: DumpRequest): DumpResult {
   }
 }
 
-function dumpWithBitmaps(
+async function dumpWithBitmaps(
   req: DumpRequest,
   input: DumpInput,
   model: MemoryModel,
@@ -85,7 +88,7 @@ function dumpWithBitmaps(
   bitmap2: PfnBitmap,
   t0: number,
   announce: () => void,
-): DumpResult {
+): Promise<DumpResult> {
   const { core, info } = input;
   const { maxMapnr, pageSize } = model;
   announce();
@@ -100,7 +103,7 @@ function dumpWithBitmaps(
     const sink = req.openSink();
     let write: KdumpWriteResult;
     try {
-      write = writeKdump({
+      write = await writeDump(req.threads ?? 1, {
         mem: core,
         bitmap1,
         bitmap2,
@@ -142,4 +145,10 @@ function dumpWithBitmaps(
     };
     return { stats, scan, write, vmemmap, seconds: (performance.now() - t0) / 1000 };
   }
+}
+
+/** writeKdump, or with more than one thread and a codec the parallel writer (--num-threads); same bytes. */
+async function writeDump(threads: number, src: KdumpSource, opts: KdumpWriteOptions): Promise<KdumpWriteResult> {
+  if (threads > 1 && opts.codec !== null) return await writeKdumpParallel(src, { ...opts, codec: opts.codec, threads });
+  return writeKdump(src, opts);
 }

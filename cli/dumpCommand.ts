@@ -32,7 +32,7 @@ export async function runDumpCommand(
   }
   const codec: PageCodec | null = opts.codec ? createCodec(opts.codec) : null;
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
-  const result = runDump({
+  const result = await runDump({
     vmcore,
     vmcoreinfoFile: opts.vmcoreinfoFile,
     dumpLevel: opts.dumpLevels[0],
@@ -45,6 +45,7 @@ export async function runDumpCommand(
     bitmapBudget: (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024,
     directIo: opts.directIo,
     imageGuard: opts.imageGuard,
+    threads: opts.numThreads,
     excludeVmemmap: opts.excludeVmemmap,
   });
   progress.finish(result.write.dumpablePages, result.write.dumpablePages, result.write.fileSize);

@@ -40,6 +40,8 @@ export interface CliOptions {
   partialDmesg: boolean;
   /** Keep kernel-image pages whatever their struct page says (default on; --no-image-guard = makedumpfile). */
   imageGuard: boolean;
+  /** --num-threads N: compressing threads (Web Workers when N > 1); undefined = 1. */
+  numThreads?: number;
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -107,7 +109,6 @@ const NOT_YET: Record<string, string> = {
   X: "-X (Xen)",
   split: "--split",
   reassemble: "--reassemble",
-  "num-threads": "--num-threads",
   "splitblock-size": "--splitblock-size",
   config: "--config",
   eppic: "--eppic",
@@ -180,6 +181,14 @@ export function parseCommandLine(argv: string[]): CliOptions {
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
+  if (v["num-threads"] !== undefined) {
+    // makedumpfile's constraints (check_param_for_creating_dumpfile), before "not supported yet"
+    const n = parseNumber("--num-threads", v["num-threads"]);
+    if (n < 1) throw new UsageError(`--num-threads: '${v["num-threads"]}' is not a number of threads >= 1`);
+    if (v.split) throw new UsageError("--num-threads cannot be used with --split");
+    if (v.E) throw new UsageError("--num-threads cannot be used with ELF format (-E)");
+    opts.numThreads = n;
+  }
   for (const [key, what] of Object.entries(NOT_YET)) {
     if ((v as Record<string, unknown>)[key] !== undefined) {
       throw new UsageError(`${what} is not supported by this version of vmsift yet`);
@@ -279,6 +288,7 @@ Options (makedumpfile's names):
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
                       (default: DUMPFILE's directory)
   --cyclic-buffer KiB memory budget for the bitmaps
+  --num-threads N     compress pages in N threads (same output; not with --split or -E)
   -h, --help          this text
   -v, --version       version
 

@@ -50,8 +50,11 @@ const SECTION_MARKED_PRESENT = 1;
 /** Low flag bits masked off section_mem_map (see the file comment). */
 const FLAG_BITS = 6;
 const FLAG_MASK = (1n << BigInt(FLAG_BITS)) - 1n;
-/** Lowest kernel address on x86_64 (canonical upper half); makedumpfile's is_kvaddr. */
-const KERNEL_SPACE = 0xffff800000000000n;
+/**
+ * Lowest kernel virtual address: the canonical upper half with 5-level paging (57-bit addresses, direct map
+ * at 0xff11000000000000). With 4-level paging kernel addresses start at 0xffff800000000000, also above it.
+ */
+const KERNEL_SPACE = 0xff00000000000000n;
 
 /**
  * Read the sections below `maxMapnrIn` (pfns, from the PT_LOADs) and lower max_mapnr. Throws the VmcoreInfo

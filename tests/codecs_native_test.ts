@@ -5,8 +5,8 @@
  * the other implementation. Native tests are skipped when the library is absent.
  */
 import assert from "node:assert/strict";
-import { NativeZlibCodec, loadLibz } from "../formats/codecs/nativeZlib.ts";
-import { NativeZstdCodec, loadLibzstd } from "../formats/codecs/nativeZstd.ts";
+import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
+import { loadLibzstd, NativeZstdCodec } from "../formats/codecs/nativeZstd.ts";
 import { ZlibCodec } from "../formats/codecs/zlib.ts";
 import { ZstdCodec } from "../formats/codecs/zstd.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
@@ -73,7 +73,7 @@ Deno.test({
         const d = k.desc(i);
         if (d.flags === 0) {
           // makedumpfile stored it raw: compress2 did not make it smaller (or it is the shared zero page)
-          if (d.offset === k.layout.pageDataOffset || rawPages >= 200 || i % 7 !== 0) continue;
+          if (d.offset === k.layout.pageDataOffset) continue;
           const raw = new Uint8Array(d.size);
           k.file.readExact(d.offset, raw);
           assert.equal(reused.compress(raw), null, `raw descriptor ${i} stays raw`);
@@ -92,7 +92,7 @@ Deno.test({
         zlibPages++;
       }
       assert.ok(zlibPages >= 300, `${zlibPages} zlib pages checked`);
-      assert.ok(rawPages >= 50, `${rawPages} raw pages checked`);
+      assert.ok(rawPages >= 20, `${rawPages} raw pages checked`); // 23 in the fixture
     } finally {
       k.close();
     }

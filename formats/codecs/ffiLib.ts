@@ -17,7 +17,8 @@ const loaded = new Map<string, Deno.DynamicLibrary<Deno.ForeignLibraryInterface>
 /** True when FFI is allowed without prompting. */
 export function ffiGranted(): boolean {
   try {
-    return typeof Deno.dlopen === "function" && Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+    return typeof Deno.dlopen === "function" &&
+      Deno.permissions.querySync({ name: "ffi" }).state === "granted";
   } catch {
     return false;
   }

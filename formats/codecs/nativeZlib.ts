@@ -55,12 +55,16 @@ export function loadLibz(
   const r = loadLibrary("zlib", names, SYMBOLS);
   if (!r.ok) return r;
   const version = cString(r.lib.symbols.zlibVersion());
-  if (!version.startsWith("1.")) return { ok: false, reason: `${r.name}: unsupported zlib version ${version}` };
+  if (!version.startsWith("1.")) {
+    return { ok: false, reason: `${r.name}: unsupported zlib version ${version}` };
+  }
   return { ok: true, lib: r.lib.symbols, version, name: r.name };
 }
 
 /** Frees the z_streams of collected codecs (the stream memory is the held value, so it outlives the codec). */
-const finalizer = new FinalizationRegistry<{ lib: ZlibLib; def: Deno.PointerObject; inf: Deno.PointerObject }>(
+const finalizer = new FinalizationRegistry<
+  { lib: ZlibLib; def: Deno.PointerObject; inf: Deno.PointerObject }
+>(
   (h) => {
     h.lib.deflateEnd(h.def);
     h.lib.inflateEnd(h.inf);

@@ -20,7 +20,10 @@ const SYMBOLS = {
   ZSTD_compressBound: { parameters: ["usize"], result: "usize" },
   ZSTD_createCCtx: { parameters: [], result: "pointer" },
   ZSTD_freeCCtx: { parameters: ["pointer"], result: "usize" },
-  ZSTD_compressCCtx: { parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"], result: "usize" },
+  ZSTD_compressCCtx: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"],
+    result: "usize",
+  },
   ZSTD_createDCtx: { parameters: [], result: "pointer" },
   ZSTD_freeDCtx: { parameters: ["pointer"], result: "usize" },
   ZSTD_decompressDCtx: { parameters: ["pointer", "buffer", "usize", "buffer", "usize"], result: "usize" },
@@ -108,7 +111,14 @@ export class NativeZstdCodec implements PageCodec {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     this.#in.set(page);
-    const r = this.#lib.ZSTD_compressCCtx(this.#cctx, this.#out, this.#capBig, this.#in, this.#sizeBig, this.#level);
+    const r = this.#lib.ZSTD_compressCCtx(
+      this.#cctx,
+      this.#out,
+      this.#capBig,
+      this.#in,
+      this.#sizeBig,
+      this.#level,
+    );
     // error codes are (size_t)-code, far above the bound
     const len = Number(r);
     if (len > this.#cap) throw new Error(`ZSTD_compressCCtx failed (${r})`);
@@ -120,7 +130,13 @@ export class NativeZstdCodec implements PageCodec {
     if (n !== this.#pageSize) this.#setPageSize(n);
     if (data.length > this.#in.length || zstdFrameLength(data) !== data.length) return false;
     this.#in.set(data);
-    const r = this.#lib.ZSTD_decompressDCtx(this.#dctx, this.#out, this.#sizeBig, this.#in, BigInt(data.length));
+    const r = this.#lib.ZSTD_decompressDCtx(
+      this.#dctx,
+      this.#out,
+      this.#sizeBig,
+      this.#in,
+      BigInt(data.length),
+    );
     if (Number(r) !== n) return false;
     out.set(this.#out.subarray(0, n));
     return true;

@@ -11,7 +11,12 @@ import { VmsiftError } from "../../core/errors.ts";
 import { MemBitmap, popcount8 } from "../../core/bitmap.ts";
 import type { PhysicalMemory, PhysSegment } from "../../core/physMem.ts";
 import { PositionalFile } from "../../io/positionalFile.ts";
-import { type CodecImplChoice, codecNameForFlag, createCodec, type CreatedCodec } from "../codecs/registry.ts";
+import {
+  type CodecImplChoice,
+  codecNameForFlag,
+  createCodec,
+  type CreatedCodec,
+} from "../codecs/registry.ts";
 import {
   decodeMainHeader,
   decodeSubHeader,

@@ -267,15 +267,14 @@ export class PagePairWriter {
 }
 
 /**
- * Calls `onRun(start, n)` for each run of contiguous set bits of `bitmap` below `maxMapnr`, in pfn order,
- * runs cut at `maxRun` pages.
+ * The runs of contiguous set bits of `bitmap` below `maxMapnr` as [start, n], in pfn order, runs cut at
+ * `maxRun` pages.
  */
-export function forEachRun(
+export function* bitmapRuns(
   bitmap: PfnBitmap,
   maxMapnr: number,
   maxRun: number,
-  onRun: (start: number, n: number) => void,
-): void {
+): Generator<[start: number, n: number], void, undefined> {
   const chunkBytes = 1 << 16;
   const bm = new Uint8Array(chunkBytes);
   let runStart = -1, runLen = 0;
@@ -287,7 +286,7 @@ export function forEachRun(
       const pfn0 = base + i * 8;
       if (byte === 0) {
         if (runLen > 0) {
-          onRun(runStart, runLen);
+          yield [runStart, runLen];
           runLen = 0;
         }
         continue;
@@ -297,19 +296,19 @@ export function forEachRun(
         if (pfn >= maxMapnr) break;
         if ((byte >>> bit) & 1) {
           if (runLen > 0 && (runStart + runLen !== pfn || runLen === maxRun)) {
-            onRun(runStart, runLen);
+            yield [runStart, runLen];
             runLen = 0;
           }
           if (runLen === 0) runStart = pfn;
           runLen++;
         } else if (runLen > 0) {
-          onRun(runStart, runLen);
+          yield [runStart, runLen];
           runLen = 0;
         }
       }
     }
   }
-  if (runLen > 0) onRun(runStart, runLen);
+  if (runLen > 0) yield [runStart, runLen];
 }
 
 /** Read pages start..start+buf.length/ps into `buf`, zero-filling what no segment holds. */
@@ -349,7 +348,7 @@ function writePages(src: KdumpSource, opts: KdumpWriteOptions, L: KdumpLayout): 
   };
   const total = L.numDumpable;
 
-  forEachRun(src.bitmap2, src.maxMapnr, runPages, (start, n) => {
+  for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
     const buf = runBuf.subarray(0, n * ps);
     readRun(src.mem, start, ps, buf);
     for (let k = 0; k < n; k++) {
@@ -370,7 +369,7 @@ function writePages(src: KdumpSource, opts: KdumpWriteOptions, L: KdumpLayout): 
     }
     res.dumpablePages += n;
     opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
-  });
+  }
   return finishPages(res, out, total, sink);
 }
 

@@ -1,0 +1,150 @@
+/**
+ * The page-compression worker of `--num-threads` (formats/kdump/parallelWriter.ts) and its message protocol.
+ *
+ * vmsift ships as one bundled file (and as a `deno compile` binary), so the worker cannot be a separate
+ * module file: the parallel writer starts `new Worker(codecWorkerUrl(), { name: CODEC_WORKER_NAME })`, where
+ * codecWorkerUrl() is this module's own URL. Run from source (and in a `deno compile` binary) that is this
+ * file, the worker's main module, whose top level (below) starts the worker loop. In the bundle every
+ * module's `import.meta.url` is the bundle itself, so the worker runs the whole bundle: main.ts checks
+ * {@link isCodecWorker} first and starts the loop instead of the CLI.
+ *
+ * Protocol (all page buffers are transferred, never copied, and come back for reuse):
+ * - main → worker `init {codec, pageSize}` once, then `batch {seq, count, pages, out, sizes}`:
+ *   `pages` holds `count` pages back to back;
+ * - worker → main `done {seq, pages, out, sizes}`: sizes[i] = compressed size of page i, its bytes packed in
+ *   `out` in page order, or sizes[i] = pageSize when the page is to be stored raw (compressed data is kept only
+ *   when strictly smaller than a page); or `error {seq, message}`.
+ */
+import { createCodec } from "./registry.ts";
+import type { PageCodec } from "./codec.ts";
+
+/** The `name` of codec workers (Worker option; `self.name` inside the worker). */
+export const CODEC_WORKER_NAME = "vmsift-codec";
+
+/** First message to a worker. */
+export interface CodecInitMessage {
+  type: "init";
+  /** Registry name: zlib, lzo, snappy, zstd. */
+  codec: string;
+  pageSize: number;
+}
+
+/** A batch of pages to compress. */
+export interface CodecBatchMessage {
+  type: "batch";
+  seq: number;
+  count: number;
+  pages: ArrayBuffer;
+  out: ArrayBuffer;
+  sizes: ArrayBuffer;
+}
+
+/** A compressed batch: the buffers of the request, filled. */
+export interface CodecDoneMessage {
+  type: "done";
+  seq: number;
+  pages: ArrayBuffer;
+  out: ArrayBuffer;
+  sizes: ArrayBuffer;
+}
+
+/** The worker could not compress (or start). */
+export interface CodecErrorMessage {
+  type: "error";
+  seq: number;
+  message: string;
+}
+
+/** What a worker sends back. */
+export type CodecReply = CodecDoneMessage | CodecErrorMessage;
+
+/** Makes the worker's codec; the default is the registry's. */
+export type WorkerCodecFactory = (name: string, pageSize: number) => PageCodec | Promise<PageCodec>;
+
+/** True inside a codec worker (a Worker named {@link CODEC_WORKER_NAME}). */
+export function isCodecWorker(): boolean {
+  return "WorkerGlobalScope" in globalThis && (globalThis as { name?: unknown }).name === CODEC_WORKER_NAME;
+}
+
+/** The module to start codec workers from: this module (the bundle itself when bundled). */
+export function codecWorkerUrl(): string {
+  return import.meta.url;
+}
+
+/**
+ * Compress `count` pages of `pages` into `out` / `sizes` (see the protocol above). Used by the workers and,
+ * with threads to spare, by the main thread.
+ */
+export function compressBatch(
+  codec: PageCodec,
+  pageSize: number,
+  pages: Uint8Array,
+  count: number,
+  out: Uint8Array,
+  sizes: Uint32Array,
+): void {
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    const c = codec.compress(pages.subarray(i * pageSize, (i + 1) * pageSize));
+    if (c !== null && c.length < pageSize) {
+      out.set(c, off);
+      off += c.length;
+      sizes[i] = c.length;
+    } else {
+      sizes[i] = pageSize;
+    }
+  }
+}
+
+let started = false;
+
+/**
+ * Run the worker loop in this worker scope (no-op when already started). `factory` replaces the registry
+ * (tests use it to make a failing codec).
+ */
+export function startCodecWorker(factory: WorkerCodecFactory = (n, ps) => createCodec(n as never, ps)): void {
+  if (started) return;
+  started = true;
+  const scope = globalThis as unknown as {
+    postMessage(msg: unknown, transfer?: Transferable[]): void;
+    onmessage: ((e: MessageEvent) => void) | null;
+  };
+  let codec: Promise<PageCodec> | null = null;
+  let pageSize = 4096;
+  let failed = false;
+  const fail = (seq: number, e: unknown) => {
+    failed = true;
+    const message = e instanceof Error ? e.message : String(e);
+    scope.postMessage({ type: "error", seq, message } satisfies CodecErrorMessage);
+  };
+  scope.onmessage = async (e: MessageEvent) => {
+    const m = e.data as CodecInitMessage | CodecBatchMessage;
+    if (m.type === "init") {
+      pageSize = m.pageSize;
+      // an unhandled rejection here would kill the worker before it can report: reported per batch below
+      codec = (async () => await factory(m.codec, m.pageSize))();
+      codec.catch(() => {});
+      return;
+    }
+    if (failed) return;
+    try {
+      if (codec === null) throw new Error("codec worker: batch before init");
+      const c = await codec;
+      const sizes = new Uint32Array(m.sizes);
+      compressBatch(c, pageSize, new Uint8Array(m.pages), m.count, new Uint8Array(m.out), sizes);
+      const reply: CodecDoneMessage = {
+        type: "done",
+        seq: m.seq,
+        pages: m.pages,
+        out: m.out,
+        sizes: m.sizes,
+      };
+      scope.postMessage(reply, [m.pages, m.out, m.sizes]);
+    } catch (err) {
+      fail(m.seq, err);
+    }
+  };
+}
+
+// Source runs: this module is the worker's entry. (Bundled, import.meta.main is false here; main.ts starts it.)
+if (import.meta.main && isCodecWorker()) startCodecWorker();
