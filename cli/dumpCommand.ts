@@ -31,6 +31,11 @@ export async function runDumpCommand(
     throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: dumpfile });
   }
   const codec: PageCodec | null = opts.codec ? createCodec(opts.codec) : null;
+  if (codec !== null) {
+    msg.debug(`codec: ${codec.name} (${codec.impl})`);
+    const fallback = (codec as { fallback?: string }).fallback;
+    if (fallback) msg.common(`warning: ${fallback}`);
+  }
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
   const result = await runDump({
     vmcore,

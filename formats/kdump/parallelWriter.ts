@@ -106,6 +106,7 @@ export async function writeKdumpParallel(
   }
 }
 
+export const T = { read: 0, wait: 0, emit: 0 };
 class ParallelRun {
   readonly res: KdumpWriteResult = { dumpablePages: 0, zeroPages: 0, rawPages: 0, compressedPages: 0, fileSize: 0 };
   readonly #src: KdumpSource;
@@ -219,10 +220,14 @@ class ParallelRun {
     let cur: Slot | null = null;
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, B)) {
       for (let done = 0; done < n;) {
+        const tw = performance.now();
         if (cur === null) cur = this.#free.pop() ?? await this.#reclaim();
+        T.wait += performance.now() - tw;
         const k = Math.min(n - done, B - cur.count, cur.kinds.length - cur.nEntries);
         const first = cur.count;
+        const tr = performance.now();
         readRun(src.mem, start + done, ps, cur.pages.subarray(first * ps, (first + k) * ps));
+        T.read += performance.now() - tr;
         const kinds = cur.kinds;
         for (let j = first; j < first + k; j++) {
           if (excludeZero && isZeroPage(cur.words, j * wpp, wpp)) {
@@ -286,6 +291,10 @@ class ParallelRun {
   }
 
   #emitHead(): Slot {
+    const te = performance.now();
+    try { return this.#emitHead2(); } finally { T.emit += performance.now() - te; }
+  }
+  #emitHead2(): Slot {
     const s = this.#pending.shift()!;
     if (s.worker !== null) this.#bySeq.delete(s.seq);
     const out = this.#out!;

@@ -72,11 +72,25 @@ export interface KdumpOpenOptions {
 
 const DESC_CHUNK = 2048;
 
+/**
+ * What a KdumpFile reads from: a PositionalFile, or any positional byte source with the same contract
+ * (e.g. the record index of a flattened stream, formats/kdump/inputKdump.ts).
+ */
+export interface RandomAccessFile {
+  readonly path: string;
+  readonly size: number;
+  /** Read up to `out.length` bytes at `offset`; returns the count (less only at the end). */
+  readAt(offset: number, out: Uint8Array): number;
+  /** Read exactly `out.length` bytes at `offset` or throw VmsiftError. */
+  readExact(offset: number, out: Uint8Array): void;
+  close(): void;
+}
+
 /** An open kdump-compressed file. */
 export class KdumpFile implements PhysicalMemory {
   readonly label: string;
   readonly path: string;
-  readonly file: PositionalFile;
+  readonly file: RandomAccessFile;
   readonly header: MainHeader;
   readonly subHeader: SubHeader;
   /** max_mapnr_64 for header_version >= 6, else the 32-bit field. */
@@ -114,7 +128,7 @@ export class KdumpFile implements PhysicalMemory {
   /** Decoders by descriptor flag, made on first use. */
   readonly #codecs = new Map<number, CreatedCodec>();
 
-  private constructor(file: PositionalFile, opts: KdumpOpenOptions) {
+  private constructor(file: RandomAccessFile, opts: KdumpOpenOptions) {
     const path = file.path;
     this.path = path;
     this.label = path;
@@ -270,6 +284,19 @@ export class KdumpFile implements PhysicalMemory {
   /** Open and validate; throws VmsiftError with file and offset. */
   static open(path: string, opts: KdumpOpenOptions = {}): KdumpFile {
     const file = PositionalFile.open(path);
+    try {
+      return new KdumpFile(file, opts);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Open and validate a kdump-compressed file held by `file` (which the KdumpFile then owns: closed by
+   * close(), or right away when validation fails).
+   */
+  static openOn(file: RandomAccessFile, opts: KdumpOpenOptions = {}): KdumpFile {
     try {
       return new KdumpFile(file, opts);
     } catch (e) {
