@@ -41,8 +41,7 @@ export class Messages {
 
   #out(text: string): void {
     const b = this.#enc.encode(text.endsWith("\n") ? text : text + "\n");
-    if (this.#toStderr) Deno.stderr.writeSync(b);
-    else writeAll(Deno.stdout, b);
+    writeAll(this.#toStderr ? Deno.stderr : Deno.stdout, b);
   }
 
   #err(text: string): void {
@@ -50,7 +49,15 @@ export class Messages {
   }
 }
 
+/**
+ * Write all of `b`. A message that cannot be written (stdout closed by `| head`, a full console) must not
+ * fail a dump that is otherwise fine, so write errors of messages are dropped.
+ */
 function writeAll(w: { writeSync(p: Uint8Array): number }, b: Uint8Array): void {
   let off = 0;
-  while (off < b.length) off += w.writeSync(b.subarray(off));
+  try {
+    while (off < b.length) off += w.writeSync(b.subarray(off));
+  } catch {
+    // dropped: see above
+  }
 }

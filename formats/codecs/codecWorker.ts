@@ -9,17 +9,21 @@
  * {@link isCodecWorker} first and starts the loop instead of the CLI.
  *
  * Protocol (all page buffers are transferred, never copied, and come back for reuse):
- * - main → worker `init {codec, pageSize}` once, then `batch {seq, count, pages, out, sizes}`:
- *   `pages` holds `count` pages back to back;
- * - worker → main `done {seq, pages, out, sizes}`: sizes[i] = compressed size of page i, its bytes packed in
- *   `out` in page order, or sizes[i] = pageSize when the page is to be stored raw (compressed data is kept only
- *   when strictly smaller than a page); or `error {seq, message}`.
+ * - main → worker `init {codec, pageSize}` once, then `batch {seq, count, zero, pages, out, sizes}`:
+ *   `pages` holds `count` consecutive dumpable pages back to back;
+ * - worker → main `done {seq, pages, out, sizes}`: sizes[i] = {@link ZERO_PAGE} when `zero` was set and page i
+ *   is all zero, pageSize when it is to be stored raw (compressed data is kept only when strictly smaller than
+ *   a page), else its compressed size, the compressed bytes packed in `out` in page order; or
+ *   `error {seq, message}`.
  */
 import { createCodec } from "./registry.ts";
 import type { PageCodec } from "./codec.ts";
 
 /** The `name` of codec workers (Worker option; `self.name` inside the worker). */
 export const CODEC_WORKER_NAME = "vmsift-codec";
+
+/** sizes[i] of a zero page. */
+export const ZERO_PAGE = 0xffff_ffff;
 
 /** First message to a worker. */
 export interface CodecInitMessage {
@@ -34,6 +38,8 @@ export interface CodecBatchMessage {
   type: "batch";
   seq: number;
   count: number;
+  /** Detect zero pages (dump_level & 1). */
+  zero: boolean;
   pages: ArrayBuffer;
   out: ArrayBuffer;
   sizes: ArrayBuffer;
@@ -72,19 +78,26 @@ export function codecWorkerUrl(): string {
 }
 
 /**
- * Compress `count` pages of `pages` into `out` / `sizes` (see the protocol above). Used by the workers and,
- * with threads to spare, by the main thread.
+ * Compress `count` pages of `pages` into `out` / `sizes` (see the protocol above), with `zero` marking zero
+ * pages. Used by the workers and, with `mainCompresses`, by the main thread.
  */
 export function compressBatch(
   codec: PageCodec,
   pageSize: number,
   pages: Uint8Array,
   count: number,
+  zero: boolean,
   out: Uint8Array,
   sizes: Uint32Array,
 ): void {
+  const words = new Int32Array(pages.buffer, pages.byteOffset, (count * pageSize) >>> 2);
+  const wpp = pageSize >>> 2;
   let off = 0;
   for (let i = 0; i < count; i++) {
+    if (zero && isZero(words, i * wpp, wpp)) {
+      sizes[i] = ZERO_PAGE;
+      continue;
+    }
     const c = codec.compress(pages.subarray(i * pageSize, (i + 1) * pageSize));
     if (c !== null && c.length < pageSize) {
       out.set(c, off);
@@ -94,6 +107,14 @@ export function compressBatch(
       sizes[i] = pageSize;
     }
   }
+}
+
+/** All `n` words from `first` zero (n a multiple of 8). */
+function isZero(w: Int32Array, first: number, n: number): boolean {
+  for (let i = first, e = first + n; i < e; i += 8) {
+    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) return false;
+  }
+  return true;
 }
 
 let started = false;
@@ -131,7 +152,7 @@ export function startCodecWorker(factory: WorkerCodecFactory = (n, ps) => create
       if (codec === null) throw new Error("codec worker: batch before init");
       const c = await codec;
       const sizes = new Uint32Array(m.sizes);
-      compressBatch(c, pageSize, new Uint8Array(m.pages), m.count, new Uint8Array(m.out), sizes);
+      compressBatch(c, pageSize, new Uint8Array(m.pages), m.count, m.zero, new Uint8Array(m.out), sizes);
       const reply: CodecDoneMessage = {
         type: "done",
         seq: m.seq,

@@ -2,9 +2,10 @@
  * `--num-threads N`: the kdump-compressed writer with page compression in Web Workers
  * (kdump-reference.md 2.3; makedumpfile's write_kdump_pages_parallel_cyclic does the same with pthreads).
  *
- * The main thread reads runs of dumpable pages straight into batch buffers, detects zero pages (cheap) and
- * packs the others, and sends each batch (up to `batchPages` pages, transferred, never copied) to the least
- * busy worker. Workers compress (formats/codecs/codecWorker.ts) and send the buffers back; the main thread
+ * The main thread reads runs of dumpable pages straight into batch buffers and sends each batch (up to
+ * `batchPages` consecutive dumpable pages, transferred, never copied) to the least busy worker. Workers detect
+ * zero pages and compress (formats/codecs/codecWorker.ts; zero detection over the whole dump costs about as
+ * much as reading it, so it is not left to the main thread) and send the buffers back; the main thread
  * emits descriptors and data strictly in pfn order through the same paired caches as writeKdump
  * ({@link PagePairWriter}), so the output is byte-identical to the single-threaded writer. Memory is flat: a
  * fixed pool of batch buffers circulates (at most `inflightPerWorker` batches per worker), and the producer
@@ -19,11 +20,11 @@ import {
   type CodecReply,
   codecWorkerUrl,
   compressBatch,
+  ZERO_PAGE,
 } from "../codecs/codecWorker.ts";
 import {
   bitmapRuns,
   finishPages,
-  isZeroPage,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
@@ -58,12 +59,8 @@ export const DEFAULT_BATCH_PAGES = 512;
 /** A batch buffer set; circulates between the main thread and the workers. */
 interface Slot {
   pages: Uint8Array;
-  words: Uint32Array;
   out: Uint8Array;
   sizes: Uint32Array;
-  /** Per dumpable page in pfn order: 1 zero page (not in `pages`), 0 next page of `pages`. */
-  kinds: Uint8Array;
-  nEntries: number;
   /** Pages in `pages`. */
   count: number;
   seq: number;
@@ -106,7 +103,6 @@ export async function writeKdumpParallel(
   }
 }
 
-export const T = { read: 0, wait: 0, emit: 0 };
 class ParallelRun {
   readonly res: KdumpWriteResult = { dumpablePages: 0, zeroPages: 0, rawPages: 0, compressedPages: 0, fileSize: 0 };
   readonly #src: KdumpSource;
@@ -177,7 +173,6 @@ class ParallelRun {
       return;
     }
     s.pages = new Uint8Array(m.pages);
-    s.words = new Uint32Array(m.pages);
     s.out = new Uint8Array(m.out);
     s.sizes = new Uint32Array(m.sizes);
     s.ready = true;
@@ -190,14 +185,10 @@ class ParallelRun {
   #newSlot(): Slot {
     const ps = this.#src.pageSize;
     const B = this.#batchPages;
-    const pages = new ArrayBuffer(B * ps);
     return {
-      pages: new Uint8Array(pages),
-      words: new Uint32Array(pages),
+      pages: new Uint8Array(B * ps),
       out: new Uint8Array(B * ps),
       sizes: new Uint32Array(B),
-      kinds: new Uint8Array(4 * B),
-      nEntries: 0,
       count: 0,
       seq: -1,
       ready: false,
@@ -211,41 +202,25 @@ class ParallelRun {
     this.#total = total;
     const src = this.#src;
     const ps = src.pageSize;
-    const wpp = ps >>> 2;
     const B = this.#batchPages;
-    const excludeZero = (src.dumpLevel & 1) !== 0;
     const local = this.#mainCompresses ? 1 : 0;
     for (let i = this.#nWorkers * this.#inflight + local + 1; i > 0; i--) this.#free.push(this.#newSlot());
 
     let cur: Slot | null = null;
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, B)) {
       for (let done = 0; done < n;) {
-        const tw = performance.now();
         if (cur === null) cur = this.#free.pop() ?? await this.#reclaim();
-        T.wait += performance.now() - tw;
-        const k = Math.min(n - done, B - cur.count, cur.kinds.length - cur.nEntries);
-        const first = cur.count;
-        const tr = performance.now();
-        readRun(src.mem, start + done, ps, cur.pages.subarray(first * ps, (first + k) * ps));
-        T.read += performance.now() - tr;
-        const kinds = cur.kinds;
-        for (let j = first; j < first + k; j++) {
-          if (excludeZero && isZeroPage(cur.words, j * wpp, wpp)) {
-            kinds[cur.nEntries++] = 1;
-            continue;
-          }
-          if (j !== cur.count) cur.pages.copyWithin(cur.count * ps, j * ps, (j + 1) * ps);
-          kinds[cur.nEntries++] = 0;
-          cur.count++;
-        }
+        const k = Math.min(n - done, B - cur.count);
+        readRun(src.mem, start + done, ps, cur.pages.subarray(cur.count * ps, (cur.count + k) * ps));
+        cur.count += k;
         done += k;
-        if (cur.count === B || cur.nEntries === kinds.length) {
+        if (cur.count === B) {
           this.#dispatch(cur);
           cur = null;
         }
       }
     }
-    if (cur !== null && cur.nEntries > 0) this.#dispatch(cur);
+    if (cur !== null && cur.count > 0) this.#dispatch(cur);
     while (this.#pending.length > 0) this.#free.push(await this.#reclaim());
   }
 
@@ -255,13 +230,12 @@ class ParallelRun {
     s.ready = false;
     s.worker = null;
     this.#pending.push(s);
-    if (s.count === 0) {
-      s.ready = true; // only zero pages
-    } else {
+    const zero = (this.#src.dumpLevel & 1) !== 0;
+    {
       let w = this.#workers[0];
       for (const x of this.#workers) if (x.inflight < w.inflight) w = x;
       if (this.#mainCompresses && w.inflight >= this.#inflight) {
-        compressBatch(this.#opts.codec, this.#src.pageSize, s.pages, s.count, s.out, s.sizes);
+        compressBatch(this.#opts.codec, this.#src.pageSize, s.pages, s.count, zero, s.out, s.sizes);
         s.ready = true;
       } else {
         s.worker = w;
@@ -270,7 +244,7 @@ class ParallelRun {
         const pages = s.pages.buffer as ArrayBuffer;
         const out = s.out.buffer as ArrayBuffer;
         const sizes = s.sizes.buffer as ArrayBuffer;
-        const m: CodecBatchMessage = { type: "batch", seq: s.seq, count: s.count, pages, out, sizes };
+        const m: CodecBatchMessage = { type: "batch", seq: s.seq, count: s.count, zero, pages, out, sizes };
         w.worker.postMessage(m, [pages, out, sizes]);
       }
     }
@@ -291,39 +265,30 @@ class ParallelRun {
   }
 
   #emitHead(): Slot {
-    const te = performance.now();
-    try { return this.#emitHead2(); } finally { T.emit += performance.now() - te; }
-  }
-  #emitHead2(): Slot {
     const s = this.#pending.shift()!;
     if (s.worker !== null) this.#bySeq.delete(s.seq);
     const out = this.#out!;
     const ps = this.#src.pageSize;
     const flag = this.#opts.codec.flag;
     const res = this.res;
-    const { kinds, pages, sizes, out: packed } = s;
-    let page = 0;
+    const { pages, sizes, out: packed } = s;
     let off = 0;
-    for (let i = 0; i < s.nEntries; i++) {
-      if (kinds[i] === 1) {
+    for (let i = 0; i < s.count; i++) {
+      const size = sizes[i];
+      if (size === ZERO_PAGE) {
         out.addZero();
         res.zeroPages++;
-        continue;
-      }
-      const size = sizes[page];
-      if (size < ps) {
+      } else if (size < ps) {
         out.addData(packed.subarray(off, off + size), flag);
         off += size;
         res.compressedPages++;
       } else {
-        out.addData(pages.subarray(page * ps, (page + 1) * ps), 0);
+        out.addData(pages.subarray(i * ps, (i + 1) * ps), 0);
         res.rawPages++;
       }
-      page++;
     }
-    res.dumpablePages += s.nEntries;
+    res.dumpablePages += s.count;
     this.#opts.onProgress?.(res.dumpablePages, this.#total, out.dataEnd);
-    s.nEntries = 0;
     s.count = 0;
     s.ready = false;
     s.worker = null;
