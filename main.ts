@@ -8,6 +8,7 @@ import { Messages } from "./cli/messages.ts";
 import { runDumpCommand } from "./cli/dumpCommand.ts";
 import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
+import { runReassembleCommand, runRebuildCommand } from "./cli/streamCommands.ts";
 
 /** Version of vmsift. */
 export const VERSION = "0.1.0";
@@ -35,13 +36,18 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (opts.checkParams) return 0;
-  const msg = new Messages(opts.messageLevel);
+  // With -F the dump is the standard output: every message goes to stderr.
+  const msg = new Messages(opts.messageLevel, opts.flat);
   try {
     switch (cmd.kind) {
       case "dump": {
-        await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg);
+        await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg, cmd.splitFiles);
         return 0;
       }
+      case "rebuild":
+        return runRebuildCommand(cmd.dumpfile, opts, msg);
+      case "reassemble":
+        return runReassembleCommand(cmd.inputs, cmd.dumpfile, opts, msg);
       case "dmesg":
         return runDmesgCommand(cmd.vmcore, cmd.logfile, opts, msg);
       case "vtop":

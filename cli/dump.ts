@@ -10,9 +10,17 @@ import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
 import type { PageStats } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { type KdumpSource, type KdumpWriteOptions, type KdumpWriteResult, writeKdump } from "../formats/kdump/writer.ts";
-import { writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import {
+  type KdumpSource,
+  type KdumpWriteOptions,
+  type KdumpWriteResult,
+  writeKdump,
+} from "../formats/kdump/writer.ts";
+import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import type { Sink } from "../formats/sink.ts";
+import { inputElfHeaders, writeElfDump } from "../formats/elfWriter.ts";
+import { writeKdumpSplit } from "../formats/kdump/split.ts";
+import { excludeZeroPages } from "../core/zeroPages.ts";
 import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
 
@@ -29,7 +37,7 @@ export interface DumpRequest {
   /** Messages a maintainer should see (bitmap file location, O_DIRECT fallback). */
   notice?: (text: string) => void;
   /** Directory for the bitmap file when the bitmaps exceed the budget (seed 2: the dump's own device). */
-  bitmapDir: string;
+  bitmapDir?: string;
   /** Memory budget for both bitmaps together, bytes. */
   bitmapBudget: number;
   /** O_DIRECT for the bitmap file (seed 3). */
@@ -40,6 +48,14 @@ export interface DumpRequest {
   excludeVmemmap?: boolean;
   /** --num-threads: compressing threads (default 1; > 1 uses Web Workers, same output). */
   threads?: number;
+  /** With threads > 1: workers already started (runDump starts them itself when absent). */
+  codecWorkers?: CodecWorkers;
+  /** Output form: kdump-compressed (default), ELF (-E), or several split kdump files (--split). */
+  form?: "kdump" | "elf" | "split";
+  /** --split: opens all outputs (used instead of openSink). */
+  openSplitSinks?: () => Sink[];
+  /** --splitblock-size in bytes. */
+  splitblockSize?: number;
 }
 
 /** Outcome of a dump. */
@@ -54,6 +70,15 @@ export interface DumpResult {
 
 /** Run one dump. Throws VmsiftError on failure; the sink is aborted (partial output removed) on error. */
 export async function runDump(req: DumpRequest): Promise<DumpResult> {
+  // --num-threads: start the compression workers first, their start-up overlaps reading and scanning
+  if ((req.threads ?? 1) > 1 && req.codec !== null && req.codecWorkers === undefined) {
+    const codecWorkers = CodecWorkers.start(workersFor(req.threads!), { warm: req.codec });
+    try {
+      return await runDump({ ...req, codecWorkers });
+    } finally {
+      codecWorkers.terminate();
+    }
+  }
   const t0 = performance.now();
   const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
   const { core, info } = input;
@@ -100,34 +125,23 @@ async function dumpWithBitmaps(
     const vmemmap = req.excludeVmemmap ? excludeVmemmapPages(model, bitmap1, bitmap2) : undefined;
     for (const w of model.warnings) req.debug?.(`warning: ${w}`);
     const utsname = readUtsname(model.vm, info);
-    const sink = req.openSink();
-    let write: KdumpWriteResult;
-    try {
-      write = await writeDump(req.threads ?? 1, {
-        mem: core,
-        bitmap1,
-        bitmap2,
-        maxMapnr,
-        pageSize,
-        noteBytes: core.noteSegment.bytes,
-        vmcoreinfoOffsetInNotes: input.vmcoreinfoOffsetInNotes,
-        vmcoreinfoSize: input.vmcoreinfoSize,
-        utsname,
-        crashTime: info.crashTime ?? 0,
-        nrCpus: core.nrCpus,
-        physBase: model.physBase,
-        dumpLevel: req.dumpLevel,
-      }, {
-        codec: req.codec,
-        sink,
-        onProgress: req.onProgress,
-        extraStatus: vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0,
-      });
-      sink.close();
-    } catch (e) {
-      sink.abort();
-      throw e;
-    }
+    const src: KdumpSource = {
+      mem: core,
+      bitmap1,
+      bitmap2,
+      maxMapnr,
+      pageSize,
+      noteBytes: core.noteSegment.bytes,
+      vmcoreinfoOffsetInNotes: input.vmcoreinfoOffsetInNotes,
+      vmcoreinfoSize: input.vmcoreinfoSize,
+      utsname,
+      crashTime: info.crashTime ?? 0,
+      nrCpus: core.nrCpus,
+      physBase: model.physBase,
+      dumpLevel: req.dumpLevel,
+    };
+    const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
+    const write = await writeForm(req, src, extraStatus, core);
     const c = scan.counts;
     const stats: PageStats = {
       original,
@@ -147,8 +161,76 @@ async function dumpWithBitmaps(
   }
 }
 
+/** Write the chosen output form; the sinks are closed, or aborted (removed) on error. */
+async function writeForm(
+  req: DumpRequest,
+  src: KdumpSource,
+  extraStatus: number,
+  core: DumpInput["core"],
+): Promise<KdumpWriteResult> {
+  if (req.form === "split") {
+    const sinks = req.openSplitSinks!();
+    try {
+      const r = writeKdumpSplit(src, sinks, {
+        codec: req.codec,
+        onProgress: req.onProgress,
+        extraStatus,
+        splitblockSize: req.splitblockSize,
+      });
+      for (const s of sinks) s.close();
+      return r.total;
+    } catch (e) {
+      for (const s of sinks) s.abort();
+      throw e;
+    }
+  }
+  const sink = req.openSink();
+  try {
+    let write: KdumpWriteResult;
+    if (req.form === "elf") {
+      // ELF has no shared zero page: zero pages leave bitmap 2 first (makedumpfile's pre-pass).
+      const zero = (req.dumpLevel & 1) !== 0
+        ? excludeZeroPages(core, src.bitmap2, src.maxMapnr, src.pageSize)
+        : 0;
+      const r = writeElfDump({
+        mem: core,
+        bitmap1: src.bitmap1,
+        bitmap2: src.bitmap2,
+        maxMapnr: src.maxMapnr,
+        pageSize: src.pageSize,
+        noteBytes: src.noteBytes,
+        segments: core.segments,
+        ...inputElfHeaders(core),
+        // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
+        beyondMaxMapnr: "exclude",
+      }, sink);
+      write = {
+        dumpablePages: r.dumpedPages,
+        zeroPages: zero,
+        rawPages: r.dumpedPages,
+        compressedPages: 0,
+        fileSize: r.fileSize,
+      };
+    } else {
+      write = await writeDump(req, src, { codec: req.codec, sink, onProgress: req.onProgress, extraStatus });
+    }
+    sink.close();
+    return write;
+  } catch (e) {
+    sink.abort();
+    throw e;
+  }
+}
+
 /** writeKdump, or with more than one thread and a codec the parallel writer (--num-threads); same bytes. */
-async function writeDump(threads: number, src: KdumpSource, opts: KdumpWriteOptions): Promise<KdumpWriteResult> {
-  if (threads > 1 && opts.codec !== null) return await writeKdumpParallel(src, { ...opts, codec: opts.codec, threads });
+async function writeDump(
+  req: DumpRequest,
+  src: KdumpSource,
+  opts: KdumpWriteOptions,
+): Promise<KdumpWriteResult> {
+  const threads = req.threads ?? 1;
+  if (threads > 1 && opts.codec !== null) {
+    return await writeKdumpParallel(src, { ...opts, codec: opts.codec, threads, workers: req.codecWorkers });
+  }
   return writeKdump(src, opts);
 }

@@ -9,6 +9,9 @@ import type { PageCodec } from "../formats/codecs/codec.ts";
 import { createCodec } from "../formats/codecs/registry.ts";
 import type { Sink } from "../formats/sink.ts";
 import { openOutput } from "./output.ts";
+import { FlatSink } from "../formats/flatSink.ts";
+import { sniffDumpFormat } from "../formats/kdump/inputKdump.ts";
+import { refilterKdump } from "../formats/kdump/refilter.ts";
 import { type DumpResult, runDump } from "./dump.ts";
 import type { CliOptions } from "./options.ts";
 import { type Messages, ML_PROGRESS } from "./messages.ts";
@@ -20,15 +23,22 @@ import { Progress } from "./progress.ts";
  */
 export const DEFAULT_BITMAP_BUDGET_KIB = 8192;
 
+/** What the dump command reports on (a direct dump or a re-filter). */
+type CommandResult = Pick<DumpResult, "stats" | "scan" | "write" | "vmemmap">;
+
 /** Run the dump command; returns the result for the report. Throws VmsiftError. */
 export async function runDumpCommand(
   vmcore: string,
   dumpfile: string,
   opts: CliOptions,
   msg: Messages,
-): Promise<DumpResult> {
-  if (!opts.force && !opts.dryRun && exists(dumpfile)) {
-    throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: dumpfile });
+  splitFiles?: string[],
+): Promise<CommandResult> {
+  const outputs = splitFiles ?? (opts.flat ? [] : [dumpfile]);
+  for (const out of outputs) {
+    if (!opts.force && !opts.dryRun && exists(out)) {
+      throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: out });
+    }
   }
   const codec: PageCodec | null = opts.codec ? createCodec(opts.codec) : null;
   if (codec !== null) {
@@ -37,22 +47,58 @@ export async function runDumpCommand(
     if (fallback) msg.common(`warning: ${fallback}`);
   }
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
-  const result = await runDump({
-    vmcore,
-    vmcoreinfoFile: opts.vmcoreinfoFile,
+  const openSink = opts.flat
+    ? (): Sink => new FlatSink(Deno.stdout, "stdout")
+    : (): Sink => openOutput(dumpfile, opts, msg);
+  const openSplitSinks = (): Sink[] => {
+    const sinks: Sink[] = [];
+    try {
+      for (const f of splitFiles ?? []) sinks.push(openOutput(f, opts, msg));
+    } catch (e) {
+      for (const s of sinks) s.abort();
+      throw e;
+    }
+    return sinks;
+  };
+  // Bitmap files go beside the dump (seed proposition 2); with -F there is no dump file: --work-dir.
+  const bitmapDir = opts.workDir ?? (opts.flat ? undefined : dirname(resolve(outputs[0])));
+  const bitmapBudget = (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024;
+  const common = {
     dumpLevel: opts.dumpLevels[0],
+    vmcoreinfoFile: opts.vmcoreinfoFile,
     codec,
-    openSink: (): Sink => openOutput(dumpfile, opts, msg),
-    onProgress: (done, total, bytes) => progress.update(done, total, bytes),
-    debug: (t) => msg.debug(t),
-    notice: (t) => msg.common(t),
-    bitmapDir: opts.workDir ?? dirname(resolve(dumpfile)),
-    bitmapBudget: (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024,
+    onProgress: (done: number, total: number, bytes: number) => progress.update(done, total, bytes),
+    debug: (t: string) => msg.debug(t),
+    notice: (t: string) => msg.common(t),
+    bitmapBudget,
     directIo: opts.directIo,
     imageGuard: opts.imageGuard,
-    threads: opts.numThreads,
     excludeVmemmap: opts.excludeVmemmap,
-  });
+    splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
+  };
+  let result: CommandResult;
+  const format = sniffDumpFormat(vmcore);
+  if (format === "kdump" || format === "flattened") {
+    if (opts.elf) throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: vmcore });
+    msg.debug(`input: ${format === "kdump" ? "kdump-compressed" : "flattened kdump"} file: re-filtering`);
+    result = refilterKdump({
+      ...common,
+      input: vmcore,
+      bitmapDir,
+      openSink: splitFiles ? undefined : openSink,
+      openSplitSinks: splitFiles ? openSplitSinks : undefined,
+    });
+  } else {
+    result = await runDump({
+      ...common,
+      vmcore,
+      bitmapDir,
+      openSink,
+      openSplitSinks,
+      form: opts.elf ? "elf" : splitFiles ? "split" : "kdump",
+      threads: opts.numThreads,
+    });
+  }
   progress.finish(result.write.dumpablePages, result.write.dumpablePages, result.write.fileSize);
   if (result.scan.ran) {
     const s = result.scan;
@@ -67,7 +113,9 @@ export async function runDumpCommand(
     msg.common(`${result.stats.keptUnreadable} pages kept because their struct page could not be read.`);
   }
   if (result.stats.keptKernelImage > 0) {
-    msg.common(`${result.stats.keptKernelImage} kernel-image pages kept although their struct page said exclude.`);
+    msg.common(
+      `${result.stats.keptKernelImage} kernel-image pages kept although their struct page said exclude.`,
+    );
   }
   msg.report(formatReport(result.stats).trimEnd());
   if (opts.statsJson) {
@@ -77,7 +125,9 @@ export async function runDumpCommand(
       throw new VmsiftError(`cannot write: ${(e as Error).message}`, { file: opts.statsJson });
     }
   }
-  msg.common(opts.dryRun ? "\nThe dry run is finished." : `\nThe dumpfile is saved to ${dumpfile}.`);
+  if (opts.dryRun) msg.common("\nThe dry run is finished.");
+  else if (opts.flat) msg.common("\nThe dumpfile is written to stdout (flattened format).");
+  else msg.common(`\nThe dumpfile${outputs.length > 1 ? "s are" : " is"} saved to ${outputs.join(", ")}.`);
   msg.common("\nvmsift Completed.");
   return result;
 }

@@ -22,14 +22,18 @@ export function openDumpInput(vmcore: string, vmcoreinfoFile?: string): DumpInpu
   const core = ElfCore.open(vmcore);
   try {
     const note = core.vmcoreinfoNote;
-    const noteInfo = note ? VmcoreInfo.parse(new TextDecoder().decode(note.desc), `${vmcore} (VMCOREINFO note)`) : undefined;
+    const noteInfo = note
+      ? VmcoreInfo.parse(new TextDecoder().decode(note.desc), `${vmcore} (VMCOREINFO note)`)
+      : undefined;
     let info: VmcoreInfo;
     if (vmcoreinfoFile !== undefined) {
       let text: string;
       try {
         text = Deno.readTextFileSync(vmcoreinfoFile);
       } catch (e) {
-        throw new VmsiftError(`cannot read VMCOREINFO file: ${(e as Error).message}`, { file: vmcoreinfoFile });
+        throw new VmsiftError(`cannot read VMCOREINFO file: ${(e as Error).message}`, {
+          file: vmcoreinfoFile,
+        });
       }
       info = VmcoreInfo.parse(text, vmcoreinfoFile);
       if (info.osrelease === undefined) {
@@ -53,7 +57,9 @@ export function openDumpInput(vmcore: string, vmcoreinfoFile?: string): DumpInpu
     }
     const pageSize = info.pageSize;
     if (pageSize !== undefined && pageSize !== 4096) {
-      throw new VmsiftError(`PAGESIZE ${pageSize} is not supported (x86_64 uses 4096)`, { file: info.source });
+      throw new VmsiftError(`PAGESIZE ${pageSize} is not supported (x86_64 uses 4096)`, {
+        file: info.source,
+      });
     }
     return {
       core,

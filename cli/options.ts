@@ -12,7 +12,16 @@ export type CodecName = "zlib" | "lzo" | "snappy" | "zstd";
 export type Command =
   | { kind: "help" }
   | { kind: "version" }
-  | { kind: "dump"; vmcore: string; dumpfile: string }
+  | {
+    kind: "dump";
+    vmcore: string;
+    /** The output; "" with -F (the flattened stream goes to stdout). */
+    dumpfile: string;
+    /** --split: all output files (dumpfile is the first). */
+    splitFiles?: string[];
+  }
+  | { kind: "rebuild"; dumpfile: string }
+  | { kind: "reassemble"; inputs: string[]; dumpfile: string }
   | { kind: "dmesg"; vmcore: string; logfile: string }
   | { kind: "vtop"; vmcore: string; vaddr: bigint }
   | { kind: "info"; dumpfile: string }
@@ -38,6 +47,12 @@ export interface CliOptions {
   cyclicBufferKiB?: number;
   excludeVmemmap: boolean;
   partialDmesg: boolean;
+  /** -E: ELF output instead of kdump-compressed. */
+  elf: boolean;
+  /** -F: flattened stream on stdout (messages go to stderr). */
+  flat: boolean;
+  /** --splitblock-size in KiB (default 1 GiB). */
+  splitblockKiB?: number;
   /** Keep kernel-image pages whatever their struct page says (default on; --no-image-guard = makedumpfile). */
   imageGuard: boolean;
   /** --num-threads N: compressing threads (Web Workers when N > 1); undefined = 1. */
@@ -100,16 +115,10 @@ const OPTIONS = {
 } as const;
 
 const NOT_YET: Record<string, string> = {
-  E: "-E (ELF output)",
-  F: "-F (flattened output)",
-  R: "-R (rebuild from a flattened stream)",
   L: "-L (output size limit)",
   x: "-x (debug info from vmlinux)",
   g: "-g (generate VMCOREINFO)",
   X: "-X (Xen)",
-  split: "--split",
-  reassemble: "--reassemble",
-  "splitblock-size": "--splitblock-size",
   config: "--config",
   eppic: "--eppic",
   "mem-usage": "--mem-usage",
@@ -159,7 +168,9 @@ export function parseCommandLine(argv: string[]): CliOptions {
     else if (t.name === "p") codec = "snappy";
     else if (t.name === "z") codec = "zstd";
   }
-  const messageLevel = v["message-level"] !== undefined ? parseNumber("--message-level", v["message-level"]) : 7;
+  const messageLevel = v["message-level"] !== undefined
+    ? parseNumber("--message-level", v["message-level"])
+    : 7;
   if (messageLevel > 31) throw new UsageError(`Message_level(${messageLevel}) is invalid.`);
   const opts: CliOptions = {
     command: { kind: "help" },
@@ -174,10 +185,17 @@ export function parseCommandLine(argv: string[]): CliOptions {
     json: v.json ?? false,
     directIo: !(v["no-direct-io"] ?? false),
     workDir: v["work-dir"],
-    cyclicBufferKiB: v["cyclic-buffer"] !== undefined ? parseNumber("--cyclic-buffer", v["cyclic-buffer"]) : undefined,
+    cyclicBufferKiB: v["cyclic-buffer"] !== undefined
+      ? parseNumber("--cyclic-buffer", v["cyclic-buffer"])
+      : undefined,
     excludeVmemmap: v.e ?? false,
     partialDmesg: v["partial-dmesg"] ?? false,
     imageGuard: !(v["no-image-guard"] ?? false),
+    elf: v.E ?? false,
+    flat: v.F ?? false,
+    splitblockKiB: v["splitblock-size"] !== undefined
+      ? parseNumber("--splitblock-size", v["splitblock-size"])
+      : undefined,
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
@@ -206,14 +224,41 @@ export function parseCommandLine(argv: string[]): CliOptions {
     if (pos.length !== 2) throw new UsageError("--dump-dmesg takes VMCORE LOGFILE");
     return { ...opts, command: { kind: "dmesg", vmcore: pos[0], logfile: pos[1] } };
   }
+  if (opts.elf && codec !== null) throw new UsageError("-E cannot be used with compression (-c, -l, -p, -z)");
+  if (opts.flat && v.split) throw new UsageError("-F cannot be used with --split");
+  if (v.R) {
+    if (pos.length !== 1) throw new UsageError("-R takes exactly one DUMPFILE (the stream comes on stdin)");
+    return { ...opts, command: { kind: "rebuild", dumpfile: pos[0] } };
+  }
+  if (v.reassemble) {
+    if (pos.length < 2) throw new UsageError("--reassemble takes SPLITFILE1 [SPLITFILE2 ...] DUMPFILE");
+    return {
+      ...opts,
+      command: { kind: "reassemble", inputs: pos.slice(0, -1), dumpfile: pos[pos.length - 1] },
+    };
+  }
+  if (opts.flat) {
+    if (pos.length !== 1) throw new UsageError("with -F give only VMCORE: the dump goes to stdout");
+    if (opts.dumpLevels.length > 1) throw new UsageError("-F cannot retry with fallback dump levels");
+    return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: "" } };
+  }
+  if (v.split) {
+    if (pos.length < 3) throw new UsageError("--split takes VMCORE DUMPFILE1 DUMPFILE2 [DUMPFILE3 ...]");
+    if (opts.elf) throw new UsageError("--split writes kdump-compressed files only (not with -E)");
+    return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: pos[1], splitFiles: pos.slice(1) } };
+  }
   if (pos.length !== 2) {
-    throw new UsageError(pos.length < 2 ? "VMCORE and DUMPFILE are required" : `too many arguments: ${pos.join(" ")}`);
+    throw new UsageError(
+      pos.length < 2 ? "VMCORE and DUMPFILE are required" : `too many arguments: ${pos.join(" ")}`,
+    );
   }
   if (opts.excludeVmemmap && opts.workDir === undefined) {
     // vmsift keeps bitmaps beside the dump by default, so -e does not need --work-dir (makedumpfile's does).
   }
   if (opts.dumpLevels.length > 1) {
-    throw new UsageError("-d with fallback levels needs -L or ENOSPC handling, not supported by this version yet");
+    throw new UsageError(
+      "-d with fallback levels needs -L or ENOSPC handling, not supported by this version yet",
+    );
   }
   return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: pos[1] } };
 }
@@ -246,6 +291,8 @@ function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
     excludeVmemmap: false,
     partialDmesg: false,
     imageGuard: true,
+    elf: false,
+    flat: false,
   };
   if (name === "info") {
     if (pos.length !== 1) throw new UsageError("usage: vmsift info [--json] DUMPFILE");
@@ -260,6 +307,11 @@ export const USAGE = `vmsift - a makedumpfile work-alike: filter and compress a 
 
 Usage:
   vmsift [-c|-l|-p|-z] [-d LEVEL] [-f] [-i VMCOREINFO] [--message-level N] VMCORE DUMPFILE
+  vmsift -F [-c|-l|-p|-z|-E] [-d LEVEL] VMCORE > FLATFILE
+  vmsift -R DUMPFILE < FLATFILE
+  vmsift --split [-c|-l|-p|-z] [-d LEVEL] VMCORE DUMPFILE1 DUMPFILE2 [...]
+  vmsift --reassemble SPLITFILE1 SPLITFILE2 [...] DUMPFILE
+  vmsift -E [-d LEVEL] VMCORE DUMPFILE
   vmsift --dump-dmesg [-i VMCOREINFO] VMCORE LOGFILE
   vmsift --vtop VADDR VMCORE
   vmsift info [--json] DUMPFILE
@@ -271,6 +323,14 @@ Options (makedumpfile's names):
                       8 user data, 16 free pages (hwpoison and offline pages are always excluded)
   -e                  also exclude the vmemmap pages (struct pages) that describe only excluded
                       pages; crash then warns that kmem may fail (header status 0x10)
+  -E                  write an ELF core instead of kdump-compressed
+  -F                  write makedumpfile's flattened format to stdout (messages go to stderr)
+  -R                  rebuild DUMPFILE from a flattened stream on stdin
+  --split             write several kdump-compressed files (crash opens them together)
+  --reassemble        merge split files into one DUMPFILE
+  --splitblock-size KiB  balance --split files in blocks of this size (default 1 GiB)
+  VMCORE may also be a kdump-compressed or flattened file (vmsift's, makedumpfile's, QEMU's):
+  it is re-filtered to the given level (OR'ed with its own).
   -f                  overwrite DUMPFILE if it exists
   -i VMCOREINFO       take VMCOREINFO from this text file instead of the vmcore's note
   --message-level N   1 progress, 2 common, 4 error, 8 debug, 16 report (default 7)

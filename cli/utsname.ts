@@ -16,7 +16,10 @@ export function readUtsname(vm: VirtualMemory, info: VmcoreInfo): Uint8Array {
   const out = new Uint8Array(UTSNAME_SIZE);
   const addr = BigInt.asUintN(64, sym + off);
   if (!vm.readVirt(addr, out)) {
-    throw new VmsiftError("cannot read init_uts_ns (utsname) from the dump", { file: info.source, address: addr });
+    throw new VmsiftError("cannot read init_uts_ns (utsname) from the dump", {
+      file: info.source,
+      address: addr,
+    });
   }
   return out;
 }

@@ -3,6 +3,7 @@
  * (struct page locations), max_mapnr, struct-page scheme and the kernel image range. Built once and passed
  * down to the scan (core/scan.ts), the dmesg reader and the writers.
  */
+import { VmsiftError } from "./errors.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
 import { detectPageScheme, type PageScheme } from "./pageTypes.ts";
@@ -51,6 +52,9 @@ export function buildMemoryModel(
   opts: MemoryModelOptions = {},
 ): MemoryModel {
   const pageSize = info.pageSize ?? 4096;
+  if (pageSize !== 4096) {
+    throw new VmsiftError(`PAGESIZE ${pageSize} is not supported (x86_64 uses 4096)`, { file: info.source });
+  }
   const pageShift = Math.log2(pageSize);
   const vm = X86Translator.fromVmcoreInfo(mem, info);
   const physBase = info.number("phys_base") ?? 0n;
@@ -103,7 +107,10 @@ export function kernelImageFromMapping(
   } catch {
     return undefined;
   }
-  const windowEnd = START_KERNEL_MAP + BigInt(info.numberN("KERNEL_IMAGE_SIZE") ?? Number(KERNEL_IMAGE_WINDOW));
+  // KERNEL_IMAGE_SIZE is at most the 1 GiB window; a larger (corrupt) value would walk far beyond it.
+  const imageSize = info.number("KERNEL_IMAGE_SIZE") ?? KERNEL_IMAGE_WINDOW;
+  const windowEnd = START_KERNEL_MAP +
+    (imageSize > 0n && imageSize < KERNEL_IMAGE_WINDOW ? imageSize : KERNEL_IMAGE_WINDOW);
   if (start < START_KERNEL_MAP || start >= windowEnd) return undefined;
   const pieces = walker.mapRun(start, Number(windowEnd - start));
   const first = pieces[0];

@@ -195,7 +195,7 @@ function checkAlignment(s: PageScheme, source: string): void {
   const four = [s.offMapcount];
   const bad = eight.some((o) => o !== undefined && o % 8 !== 0) ||
     four.some((o) => o !== undefined && o % 4 !== 0) ||
-    s.pageStructSize % 8 !== 0;
+    s.pageStructSize % 8 !== 0 || s.pageStructSize < 8 || s.pageStructSize > 4096;
   if (bad) throw new VmsiftError("struct page fields are not aligned as on x86_64", { file: source });
   if (s.order.kind === "lruPrev" && s.order.offset % 8 !== 0) {
     throw new VmsiftError("page.lru is not 8-aligned", { file: source });

@@ -55,8 +55,13 @@ export function dumpStructured(
   const textLenOff = need(info, "OFFSET", `${struct}.text_len`);
   const tsOff = need(info, "OFFSET", `${struct}.ts_nsec`);
   const callerOff = opts.callerColumn ? info.offset(`${struct}.caller_id`) : undefined;
-  for (const at of [lenOff + 2, textLenOff + 2, tsOff + 8, callerOff === undefined ? 0 : callerOff + 4]) {
-    if (at > hdr) throw new VmsiftError(`VMCOREINFO puts a ${struct} field outside SIZE(${struct})`, {});
+  const fields: [number, number][] = [[lenOff, 2], [textLenOff, 2], [tsOff, 8], [callerOff ?? 0, 4]];
+  for (const [at, len] of fields) {
+    if (at < 0 || at + len > hdr) {
+      throw new VmsiftError(`VMCOREINFO puts a ${struct} field outside SIZE(${struct})`, {
+        file: info.source,
+      });
+    }
   }
 
   const firstSym = opts.partial && info.symbol("clear_idx") !== undefined

@@ -11,6 +11,7 @@
  * (at least page aligned), so we mask the low 6 bits, which decodes the same as makedumpfile whenever bit 5
  * is a flag bit or zero. Sections whose decoded bases disagree are reported in `warnings`.
  */
+import { VmsiftError } from "./errors.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
@@ -74,6 +75,19 @@ export function readSparseMem(
   const sectionSizeBits = Number(info.number("SECTION_SIZE_BITS") ?? 27n);
   const maxPhysmemBits = Number(info.number("MAX_PHYSMEM_BITS") ?? 46n);
   const pageSize = 2 ** pageShift;
+  // Bound every layout number taken from VMCOREINFO before it sizes a loop or a buffer.
+  const bad = (what: string) =>
+    new VmsiftError(`VMCOREINFO ${what} is implausible for x86_64 SPARSEMEM`, { file: info.source });
+  if (!Number.isInteger(maxPhysmemBits) || maxPhysmemBits < 32 || maxPhysmemBits > 52) {
+    throw bad(`NUMBER(MAX_PHYSMEM_BITS)=${maxPhysmemBits}`);
+  }
+  if (!Number.isInteger(sectionSizeBits) || sectionSizeBits < pageShift || sectionSizeBits > maxPhysmemBits) {
+    throw bad(`NUMBER(SECTION_SIZE_BITS)=${sectionSizeBits}`);
+  }
+  if (sizeSection < 8 || sizeSection > pageSize || offMap < 0 || offMap + 8 > sizeSection) {
+    throw bad(`SIZE(mem_section)=${sizeSection} / OFFSET(mem_section.section_mem_map)=${offMap}`);
+  }
+  if (pageStructSize < 8 || pageStructSize > pageSize) throw bad(`SIZE(page)=${pageStructSize}`);
   const pfnSectionShift = sectionSizeBits - pageShift;
   const pagesPerSection = 2 ** pfnSectionShift;
   const nrMemSections = 2 ** (maxPhysmemBits - sectionSizeBits);

@@ -65,8 +65,25 @@ export function formatReport(s: PageStats): string {
   return lines.join("\n") + "\n";
 }
 
-/** The same numbers as JSON, with the field names of ../shared/fixtures/real-6.1/expected.json. */
-export function statsJson(s: PageStats): Record<string, number> {
+/** Optional measurements of a run that --stats-json may carry besides the page counts. */
+export interface StatsJsonExtra {
+  /** Struct pages classified by the scan (ScanResult.pagesScanned). */
+  structPagesScanned?: number;
+  /** Bytes of struct pages read from the dump by the scan (ScanResult.vmemmapBytesRead). */
+  vmemmapBytesRead?: number;
+  /** -e: vmemmap pages cleared from bitmap 2 (VmemmapExcludeResult.pagesExcluded). */
+  vmemmapPagesExcluded?: number;
+}
+
+/**
+ * The same numbers as JSON, with the field names of ../shared/fixtures/real-6.1/expected.json; the fields
+ * of `extra` that are given are appended (struct_pages_scanned, vmemmap_bytes_read, vmemmap_pages_excluded).
+ */
+export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<string, number> {
+  const more: Record<string, number> = {};
+  if (extra.structPagesScanned !== undefined) more.struct_pages_scanned = extra.structPagesScanned;
+  if (extra.vmemmapBytesRead !== undefined) more.vmemmap_bytes_read = extra.vmemmapBytesRead;
+  if (extra.vmemmapPagesExcluded !== undefined) more.vmemmap_pages_excluded = extra.vmemmapPagesExcluded;
   return {
     original: s.original,
     excluded: excludedPages(s),
@@ -82,5 +99,6 @@ export function statsJson(s: PageStats): Record<string, number> {
     total: s.total,
     kept_kernel_image: s.keptKernelImage,
     kept_unreadable: s.keptUnreadable,
+    ...more,
   };
 }

@@ -172,7 +172,15 @@ function kindValue(rng: Rng, f: Field, cur: bigint): bigint {
     case "len":
       return rng.pick([0n, MASK64, cur * 2n, cur * 256n, cur + 1n, cur - 1n, 1n << BigInt(rng.int(64))]);
     case "off":
-      return rng.pick([0n, cur + 1n, cur + 3n, cur - 1n, cur << 12n, MASK64 - cur, 1n << BigInt(rng.int(64))]);
+      return rng.pick([
+        0n,
+        cur + 1n,
+        cur + 3n,
+        cur - 1n,
+        cur << 12n,
+        MASK64 - cur,
+        1n << BigInt(rng.int(64)),
+      ]);
     case "ptr":
       return rng.pick([
         0n,
@@ -199,9 +207,18 @@ function kindValue(rng: Rng, f: Field, cur: bigint): bigint {
       return BigInt(rng.int(2 ** 28)) * 0x1000n | 0x63n; // somewhere in low memory
     }
     case "flags":
-      return cur ^ (1n << BigInt(rng.int(f.size * 8))) ^ (rng.chance(0.5) ? 1n << BigInt(rng.int(f.size * 8)) : 0n);
+      return cur ^ (1n << BigInt(rng.int(f.size * 8))) ^
+        (rng.chance(0.5) ? 1n << BigInt(rng.int(f.size * 8)) : 0n);
     case "id":
-      return rng.pick([cur + 1n, cur - 1n, cur + (1n << 62n), cur ^ (3n << 62n), 0n, MASK64, cur + 0x100000n]);
+      return rng.pick([
+        cur + 1n,
+        cur - 1n,
+        cur + (1n << 62n),
+        cur ^ (3n << 62n),
+        0n,
+        MASK64,
+        cur + 0x100000n,
+      ]);
     default:
       return cur ^ BigInt(rng.u32());
   }
@@ -222,7 +239,9 @@ export function randomBytes(rng: Rng, lo: number, hi: number): Patch {
 export function applyPatches(base: Uint8Array, patches: readonly Patch[]): Uint8Array {
   const out = base.slice();
   for (const p of patches) {
-    for (let i = 0; i < p.bytes.length; i++) if (p.at + i < out.length && p.at + i >= 0) out[p.at + i] = p.bytes[i];
+    for (let i = 0; i < p.bytes.length; i++) {
+      if (p.at + i < out.length && p.at + i >= 0) out[p.at + i] = p.bytes[i];
+    }
   }
   return out;
 }

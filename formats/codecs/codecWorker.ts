@@ -9,14 +9,14 @@
  * {@link isCodecWorker} first and starts the loop instead of the CLI.
  *
  * Protocol (all page buffers are transferred, never copied, and come back for reuse):
- * - main → worker `init {codec, pageSize}` once, then `batch {seq, count, zero, pages, out, sizes}`:
+ * - main → worker `init {codec, impl, pageSize}` once, then `batch {seq, count, zero, pages, out, sizes}`:
  *   `pages` holds `count` consecutive dumpable pages back to back;
  * - worker → main `done {seq, pages, out, sizes}`: sizes[i] = {@link ZERO_PAGE} when `zero` was set and page i
  *   is all zero, pageSize when it is to be stored raw (compressed data is kept only when strictly smaller than
  *   a page), else its compressed size, the compressed bytes packed in `out` in page order; or
  *   `error {seq, message}`.
  */
-import { createCodec } from "./registry.ts";
+import { type CodecName, createCodec } from "./registry.ts";
 import type { PageCodec } from "./codec.ts";
 
 /** The `name` of codec workers (Worker option; `self.name` inside the worker). */
@@ -30,7 +30,20 @@ export interface CodecInitMessage {
   type: "init";
   /** Registry name: zlib, lzo, snappy, zstd. */
   codec: string;
+  /** The main thread's implementation: libz/libzstd through FFI or built-in (the bytes may differ). */
+  impl: "native" | "builtin";
   pageSize: number;
+}
+
+/**
+ * Optional, sent at start-up when the codec is known before the page size: the worker compiles its codec on
+ * synthetic pages (with a throwaway instance) while the main thread is still scanning, so the first real
+ * batches do not run in the interpreter.
+ */
+export interface CodecWarmMessage {
+  type: "warm";
+  codec: string;
+  impl: "native" | "builtin";
 }
 
 /** A batch of pages to compress. */
@@ -65,11 +78,23 @@ export interface CodecErrorMessage {
 export type CodecReply = CodecDoneMessage | CodecErrorMessage;
 
 /** Makes the worker's codec; the default is the registry's. */
-export type WorkerCodecFactory = (name: string, pageSize: number) => PageCodec | Promise<PageCodec>;
+export type WorkerCodecFactory = (
+  name: string,
+  pageSize: number,
+  impl: "native" | "builtin",
+) => PageCodec | Promise<PageCodec>;
 
 /** True inside a codec worker (a Worker named {@link CODEC_WORKER_NAME}). */
 export function isCodecWorker(): boolean {
   return "WorkerGlobalScope" in globalThis && (globalThis as { name?: unknown }).name === CODEC_WORKER_NAME;
+}
+
+/**
+ * Which implementation workers must use to produce the same bytes as `codec`: "native" for the system
+ * libraries through FFI (registry impl names end in "(FFI)"), else "builtin".
+ */
+export function workerImplOf(codec: PageCodec): "native" | "builtin" {
+  return /\(FFI\)$/.test(codec.impl ?? "") ? "native" : "builtin";
 }
 
 /** The module to start codec workers from: this module (the bundle itself when bundled). */
@@ -109,10 +134,32 @@ export function compressBatch(
   }
 }
 
+/** Compress a few hundred synthetic pages (text-like, sparse, random) so that V8 optimizes the codec. */
+export function warmUp(codec: PageCodec, pages = 256): void {
+  const ps = 4096;
+  const buf = new Uint8Array(ps);
+  let x = 0x9e3779b9;
+  for (let n = 0; n < pages; n++) {
+    const kind = n % 4;
+    buf.fill(0);
+    for (let i = 0; i < ps; i++) {
+      x ^= x << 13, x >>>= 0, x ^= x >>> 17, x ^= x << 5, x >>>= 0;
+      if (kind === 0) buf[i] = x & 0xff; // incompressible
+      else if (kind === 1) {
+        buf[i] = (i % 64 < 40 ? 0x61 + ((i * 7 + n) % 26) : 0) ^ (x % 97 === 0 ? x & 0xff : 0);
+      } else if (kind === 2) buf[i] = x % 31 === 0 ? x & 0xff : 0; // sparse
+      else buf[i] = (i >>> 3) & 0xff; // runs
+    }
+    codec.compress(buf);
+  }
+}
+
 /** All `n` words from `first` zero (n a multiple of 8). */
 function isZero(w: Int32Array, first: number, n: number): boolean {
   for (let i = first, e = first + n; i < e; i += 8) {
-    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) return false;
+    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) {
+      return false;
+    }
   }
   return true;
 }
@@ -123,7 +170,9 @@ let started = false;
  * Run the worker loop in this worker scope (no-op when already started). `factory` replaces the registry
  * (tests use it to make a failing codec).
  */
-export function startCodecWorker(factory: WorkerCodecFactory = (n, ps) => createCodec(n as never, ps)): void {
+export function startCodecWorker(
+  factory: WorkerCodecFactory = (n, ps, impl) => createCodec(n as CodecName, ps, { impl }),
+): void {
   if (started) return;
   started = true;
   const scope = globalThis as unknown as {
@@ -139,11 +188,19 @@ export function startCodecWorker(factory: WorkerCodecFactory = (n, ps) => create
     scope.postMessage({ type: "error", seq, message } satisfies CodecErrorMessage);
   };
   scope.onmessage = async (e: MessageEvent) => {
-    const m = e.data as CodecInitMessage | CodecBatchMessage;
+    const m = e.data as CodecWarmMessage | CodecInitMessage | CodecBatchMessage;
+    if (m.type === "warm") {
+      try {
+        warmUp(await factory(m.codec, 4096, m.impl));
+      } catch {
+        // the real codec is made at init, and its errors are reported from there
+      }
+      return;
+    }
     if (m.type === "init") {
       pageSize = m.pageSize;
       // an unhandled rejection here would kill the worker before it can report: reported per batch below
-      codec = (async () => await factory(m.codec, m.pageSize))();
+      codec = (async () => await factory(m.codec, m.pageSize, m.impl))();
       codec.catch(() => {});
       return;
     }

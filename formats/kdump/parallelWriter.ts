@@ -10,6 +10,11 @@
  * ({@link PagePairWriter}), so the output is byte-identical to the single-threaded writer. Memory is flat: a
  * fixed pool of batch buffers circulates (at most `inflightPerWorker` batches per worker), and the producer
  * waits for the oldest batch when the pool is empty.
+ *
+ * N threads = N - 1 workers + the main thread, which compresses a batch itself when every worker is full
+ * (`mainCompresses`). A worker costs a V8 isolate (about 20 MiB RSS, 50-100 ms to start, its own JIT
+ * warm-up): cli/dump.ts starts them before reading the vmcore ({@link CodecWorkers}) and has them compile
+ * the codec meanwhile, so on an idle machine that cost overlaps the struct page scan.
  */
 import { VmsiftError } from "../../core/errors.ts";
 import type { PageCodec } from "../codecs/codec.ts";
@@ -18,8 +23,10 @@ import {
   type CodecBatchMessage,
   type CodecInitMessage,
   type CodecReply,
+  type CodecWarmMessage,
   codecWorkerUrl,
   compressBatch,
+  workerImplOf,
   ZERO_PAGE,
 } from "../codecs/codecWorker.ts";
 import {
@@ -35,26 +42,80 @@ import {
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {
-  /** The codec (its registry name is used to make one per worker). */
+  /** The codec (its registry name and implementation are used to make one per worker). */
   codec: PageCodec;
   /** Compressing threads (>= 1). */
   threads: number;
   /** Worker module (default: codecWorkerUrl(), i.e. this program). Tests pass their own. */
   workerUrl?: string | URL;
+  /**
+   * Workers started earlier with {@link CodecWorkers.start} (then `threads` and `workerUrl` are not used to
+   * start any); the writer takes them over and terminates them.
+   */
+  workers?: CodecWorkers;
   /** Pages per batch (default 512). */
   batchPages?: number;
   /** Batches queued per worker (default 2). */
   inflightPerWorker?: number;
   /**
-   * Whether the main thread is one of the `threads` compressors (then threads - 1 workers; it compresses a
-   * batch itself when every worker is busy). Default false: `threads` workers, the main thread reads and
-   * writes (measured faster on 2 cores, see bench/threads.ts).
+   * Whether the main thread is one of the `threads` compressors: then threads - 1 workers, and the main thread,
+   * besides reading and writing, compresses a batch itself whenever every worker has `inflightPerWorker`
+   * batches. Default true (with threads >= 2): on 2 cores, 1 worker + main used 10-15% less CPU than
+   * 2 workers + a main thread that only reads and writes, for the same wall time (measured on the 1 GiB
+   * dump at -d 1 with lzo and zlib). False: `threads` workers.
    */
   mainCompresses?: boolean;
 }
 
+/** Workers {@link writeKdumpParallel} uses for `threads` with the default mainCompresses: threads - 1. */
+export function workersFor(threads: number): number {
+  return Math.max(1, threads - 1);
+}
+
 /** Default pages per batch: 2 MiB of 4 KiB pages. */
 export const DEFAULT_BATCH_PAGES = 512;
+
+/**
+ * Codec workers, startable ahead of the write so that their start-up (each loads this program and compiles
+ * its codec) overlaps reading and scanning the vmcore; {@link writeKdumpParallel} takes them over.
+ * `terminate()` is idempotent: callers terminate them in `finally` whatever happened.
+ */
+export class CodecWorkers {
+  readonly workers: readonly Worker[];
+  /** The first error a worker reported before the writer took over, or null. */
+  earlyError: string | null = null;
+
+  private constructor(workers: Worker[]) {
+    this.workers = workers;
+  }
+
+  /**
+   * Start `count` workers from `url` (default: this program). With `warm`, they compile that codec on
+   * synthetic pages meanwhile (a throwaway instance: output does not depend on it).
+   */
+  static start(count: number, opts: { url?: string | URL; warm?: PageCodec } = {}): CodecWorkers {
+    const url = opts.url ?? codecWorkerUrl();
+    const ws: Worker[] = [];
+    const pool = new CodecWorkers(ws);
+    for (let i = 0; i < count; i++) {
+      const w = new Worker(url, { type: "module", name: CODEC_WORKER_NAME });
+      w.onerror = (e: ErrorEvent) => {
+        e.preventDefault(); // or Deno rethrows it in this thread and exits
+        pool.earlyError ??= e.message;
+      };
+      ws.push(w);
+      if (opts.warm !== undefined) {
+        const c = opts.warm;
+        w.postMessage({ type: "warm", codec: c.name, impl: workerImplOf(c) } satisfies CodecWarmMessage);
+      }
+    }
+    return pool;
+  }
+
+  terminate(): void {
+    for (const w of this.workers) w.terminate();
+  }
+}
 
 /** A batch buffer set; circulates between the main thread and the workers. */
 interface Slot {
@@ -87,27 +148,34 @@ export async function writeKdumpParallel(
   if (!Number.isSafeInteger(threads) || threads < 1) {
     throw new VmsiftError(`number of threads must be >= 1, not ${threads}`, { file: opts.sink.label });
   }
-  const mainCompresses = (opts.mainCompresses ?? false) && threads >= 2;
-  const nWorkers = mainCompresses ? threads - 1 : threads;
-  const ps = src.pageSize;
-  const run = new ParallelRun(src, opts, nWorkers, mainCompresses);
+  const mainCompresses = (opts.mainCompresses ?? true) && threads >= 2;
+  let pool = opts.workers;
+  const run = new ParallelRun(src, opts, mainCompresses);
   try {
-    // workers load while the headers and bitmaps are written
-    run.start(opts.workerUrl ?? codecWorkerUrl(), opts.codec.name, ps);
+    // (started here, workers load while the headers and bitmaps are written)
+    pool ??= CodecWorkers.start(mainCompresses ? threads - 1 : threads, { url: opts.workerUrl });
+    const ps = src.pageSize;
+    run.start(pool, opts.codec, ps);
     const L = writeKdumpHead(src, opts.codec.flag, opts);
     const out = new PagePairWriter(opts.sink, L, ps, opts.cacheSize ?? ps << 4, (src.dumpLevel & 1) !== 0);
     await run.pages(out, L.numDumpable);
     return finishPages(run.res, out, L.numDumpable, opts.sink);
   } finally {
-    run.terminate();
+    pool?.terminate();
+    run.stop();
   }
 }
 
 class ParallelRun {
-  readonly res: KdumpWriteResult = { dumpablePages: 0, zeroPages: 0, rawPages: 0, compressedPages: 0, fileSize: 0 };
+  readonly res: KdumpWriteResult = {
+    dumpablePages: 0,
+    zeroPages: 0,
+    rawPages: 0,
+    compressedPages: 0,
+    fileSize: 0,
+  };
   readonly #src: KdumpSource;
   readonly #opts: ParallelWriteOptions;
-  readonly #nWorkers: number;
   readonly #mainCompresses: boolean;
   readonly #batchPages: number;
   readonly #inflight: number;
@@ -120,19 +188,22 @@ class ParallelRun {
   #failure: VmsiftError | null = null;
   #out: PagePairWriter | null = null;
   #total = 0;
+  /** For #yield (with mainCompresses). */
+  #channel: MessageChannel | null = null;
 
-  constructor(src: KdumpSource, opts: ParallelWriteOptions, nWorkers: number, mainCompresses: boolean) {
+  constructor(src: KdumpSource, opts: ParallelWriteOptions, mainCompresses: boolean) {
     this.#src = src;
     this.#opts = opts;
-    this.#nWorkers = nWorkers;
     this.#mainCompresses = mainCompresses;
     this.#batchPages = Math.max(1, Math.floor(opts.batchPages ?? DEFAULT_BATCH_PAGES));
     this.#inflight = Math.max(1, Math.floor(opts.inflightPerWorker ?? 2));
   }
 
-  start(url: string | URL, codecName: string, pageSize: number): void {
-    for (let i = 0; i < this.#nWorkers; i++) {
-      const worker = new Worker(url, { type: "module", name: CODEC_WORKER_NAME });
+  start(pool: CodecWorkers, codec: PageCodec, pageSize: number): void {
+    if (pool.workers.length === 0) throw new Error("parallel writer: no workers");
+    if (pool.earlyError !== null) this.#fail(`compression worker failed: ${pool.earlyError}`);
+    const init: CodecInitMessage = { type: "init", codec: codec.name, impl: workerImplOf(codec), pageSize };
+    for (const worker of pool.workers) {
       const ws: WorkerState = { worker, inflight: 0 };
       this.#workers.push(ws);
       worker.onmessage = (e: MessageEvent) => this.#onReply(e.data as CodecReply);
@@ -141,12 +212,15 @@ class ParallelRun {
         this.#fail(`compression worker failed: ${e.message}`);
       };
       worker.onmessageerror = () => this.#fail("compression worker sent an unreadable message");
-      worker.postMessage({ type: "init", codec: codecName, pageSize } satisfies CodecInitMessage);
+      worker.postMessage(init);
     }
   }
 
-  terminate(): void {
-    for (const w of this.#workers) w.worker.terminate();
+  /** After the workers are terminated: nothing more can arrive. */
+  stop(): void {
+    this.#channel?.port1.close();
+    this.#channel?.port2.close();
+    this.#channel = null;
     this.#workers.length = 0;
     for (const s of this.#pending) s.wake?.();
   }
@@ -203,8 +277,13 @@ class ParallelRun {
     const src = this.#src;
     const ps = src.pageSize;
     const B = this.#batchPages;
-    const local = this.#mainCompresses ? 1 : 0;
-    for (let i = this.#nWorkers * this.#inflight + local + 1; i > 0; i--) this.#free.push(this.#newSlot());
+    // one batch being filled, and with mainCompresses two more: one compressed here, one waiting for the
+    // oldest batch of a worker
+    const local = this.#mainCompresses ? 2 : 0;
+    for (let i = this.#workers.length * this.#inflight + local + 1; i > 0; i--) {
+      this.#free.push(this.#newSlot());
+    }
+    if (this.#mainCompresses) this.#channel = new MessageChannel();
 
     let cur: Slot | null = null;
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, B)) {
@@ -215,7 +294,9 @@ class ParallelRun {
         cur.count += k;
         done += k;
         if (cur.count === B) {
-          this.#dispatch(cur);
+          // after compressing a batch here, let the workers' answers in so that they get more work at once
+          if (this.#dispatch(cur)) await this.#yield();
+          this.#emitReady();
           cur = null;
         }
       }
@@ -224,7 +305,22 @@ class ParallelRun {
     while (this.#pending.length > 0) this.#free.push(await this.#reclaim());
   }
 
-  #dispatch(s: Slot): void {
+  /** Let pending events (worker answers) run. */
+  #yield(): Promise<void> {
+    const ch = this.#channel!;
+    return new Promise<void>((resolve) => {
+      ch.port1.onmessage = () => resolve();
+      ch.port2.postMessage(null);
+    });
+  }
+
+  /** Write the oldest batches that are done, without waiting. */
+  #emitReady(): void {
+    while (this.#pending.length > 0 && this.#pending[0].ready) this.#free.push(this.#emitHead());
+  }
+
+  /** Send `s` to the least busy worker, or compress it here (returns true) with mainCompresses. */
+  #dispatch(s: Slot): boolean {
     if (this.#failure !== null) throw this.#failure;
     s.seq = this.#nextSeq++;
     s.ready = false;
@@ -237,6 +333,7 @@ class ParallelRun {
       if (this.#mainCompresses && w.inflight >= this.#inflight) {
         compressBatch(this.#opts.codec, this.#src.pageSize, s.pages, s.count, zero, s.out, s.sizes);
         s.ready = true;
+        return true;
       } else {
         s.worker = w;
         w.inflight++;
@@ -248,8 +345,7 @@ class ParallelRun {
         w.worker.postMessage(m, [pages, out, sizes]);
       }
     }
-    // emit what is already done without waiting
-    while (this.#pending.length > 0 && this.#pending[0].ready) this.#free.push(this.#emitHead());
+    return false;
   }
 
   /** Wait for the oldest batch, write it, return its buffers. */

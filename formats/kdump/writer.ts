@@ -320,10 +320,13 @@ export function readRun(mem: PhysicalMemory, start: number, ps: number, buf: Uin
   }
 }
 
-/** True when the `wordsPerPage` 32-bit words of `words` from `first` are all zero. */
+/** True when the `wordsPerPage` (a multiple of 8) 32-bit words of `words` from `first` are all zero. */
 export function isZeroPage(words: Uint32Array, first: number, wordsPerPage: number): boolean {
-  for (let w = first, e = first + wordsPerPage; w < e; w++) {
-    if (words[w] !== 0) return false;
+  const w = words;
+  for (let i = first, e = first + wordsPerPage; i < e; i += 8) {
+    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) {
+      return false;
+    }
   }
   return true;
 }
