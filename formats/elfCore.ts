@@ -8,6 +8,8 @@ const PT_NOTE = 4;
 const EM_X86_64 = 62;
 const ET_CORE = 4;
 const PN_XNUM = 0xffff;
+/** x86_64 physical addresses have at most 52 bits (MAX_PHYSMEM_BITS with 5-level paging). */
+const MAX_PHYS_ADDR = 2 ** 52;
 /** Bound on program headers read from an untrusted file (a real vmcore has one per RAM range + notes). */
 const MAX_PHNUM = 1 << 20;
 /** Bound on the PT_NOTE bytes we load (real ones are KiB; 1 per CPU note of ~336 B + VMCOREINFO). */
@@ -157,6 +159,12 @@ export class ElfCore implements PhysicalMemory {
           throw new VmsiftError(`PT_LOAD ${i}: p_filesz > p_memsz`, { file: path, offset: at });
         }
         if (memsz === 0) continue;
+        if (paddr + memsz > MAX_PHYS_ADDR) {
+          throw new VmsiftError(
+            `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond x86_64's 52-bit limit`,
+            { file: path, offset: at },
+          );
+        }
         segments.push({ paddr, memSize: memsz, fileSize: filesz, fileOffset: offset, vaddr });
       }
     }
