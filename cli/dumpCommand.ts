@@ -120,7 +120,22 @@ export async function runDumpCommand(
   msg.report(formatReport(result.stats).trimEnd());
   if (opts.statsJson) {
     try {
-      Deno.writeTextFileSync(opts.statsJson, JSON.stringify(statsJson(result.stats), null, 1) + "\n");
+      Deno.writeTextFileSync(
+        opts.statsJson,
+        JSON.stringify(
+          {
+            ...statsJson(result.stats),
+            struct_pages_scanned: result.scan.pagesScanned,
+            scan_seconds: result.scan.seconds,
+            vmemmap_bytes_read: result.scan.vmemmapBytesRead,
+            vmemmap_pages_excluded: result.vmemmap?.pagesExcluded ?? 0,
+            dumpable_pages: result.write.dumpablePages,
+            file_size: result.write.fileSize,
+          },
+          null,
+          1,
+        ) + "\n",
+      );
     } catch (e) {
       throw new VmsiftError(`cannot write: ${(e as Error).message}`, { file: opts.statsJson });
     }
