@@ -29,6 +29,15 @@ const SELF = fileURLToPath(import.meta.url);
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 const O_DIRECT = 0o40000; // x86_64
+/** The deno to run children with: this one, or the one on PATH when this binary was replaced meanwhile. */
+function denoBin(): string {
+  try {
+    Deno.statSync(Deno.execPath());
+    return Deno.execPath();
+  } catch {
+    return "deno";
+  }
+}
 const dec = new TextDecoder();
 
 // ---------------------------------------------------------------------------------------------------------
@@ -42,8 +51,12 @@ function parseSize(s: string): number {
 }
 
 function run(cmd: string, args: string[]): { code: number; out: string; err: string } {
-  const o = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).outputSync();
-  return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+  try {
+    const o = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).outputSync();
+    return { code: o.code, out: dec.decode(o.stdout), err: dec.decode(o.stderr) };
+  } catch (e) {
+    return { code: -1, out: "", err: `cannot run ${cmd}: ${(e as Error).message}` };
+  }
 }
 
 function meminfoKiB(key: string): number {
@@ -429,7 +442,7 @@ interface InputResult {
 
 function vmsiftArgv(extra: string[], input: string, output: string): string[] {
   return [
-    Deno.execPath(),
+    denoBin(),
     "run",
     "-A",
     MAIN,
@@ -492,7 +505,7 @@ async function benchInput(
   }
   if (opts.probe) {
     evict(inp.path);
-    const p = run(Deno.execPath(), ["run", "-A", SELF, "--scan-probe", inp.path, "--dir", dir]);
+    const p = run(denoBin(), ["run", "-A", SELF, "--scan-probe", inp.path, "--dir", dir]);
     if (p.code === 0) res.probe = JSON.parse(p.out);
     else console.error(`  scan probe failed: ${p.err.slice(-500)}`);
     evict(inp.path);
@@ -674,12 +687,24 @@ async function main(): Promise<void> {
   };
   const baseline = await measured(
     "deno -h",
-    [Deno.execPath(), "run", "-A", MAIN, "-h"],
+    [denoBin(), "run", "-A", MAIN, "-h"],
     MAIN,
     join(dir, "none"),
     60,
   );
   const results: InputResult[] = [];
+  /** Written after every input, so a late failure keeps what was measured. */
+  const save = () => {
+    const doc = {
+      date: new Date().toISOString(),
+      deno: Deno.version.deno,
+      makedumpfile: run("makedumpfile", ["-v"]).out.split("\n")[0].trim(),
+      host: { cpus: navigator.hardwareConcurrency, memTotal: meminfoKiB("MemTotal") },
+      baselineDenoRssKiB: baseline.peakRssKiB,
+      inputs: results,
+    };
+    Deno.writeTextFileSync(values.out!, JSON.stringify(doc, null, 1) + "\n");
+  };
   let real = values.real;
   if (real === undefined) {
     real = ["/var/tmp/vmcore/vmcore-4G.elf", "/var/tmp/vmcore/vmcore-1G.elf"].find((p) =>
@@ -702,6 +727,7 @@ async function main(): Promise<void> {
         opts,
       ),
     );
+    save();
   }
   for (const sz of values.sizes!.split(",").filter(Boolean)) {
     const mem = parseSize(sz);
@@ -721,7 +747,7 @@ async function main(): Promise<void> {
         continue;
       }
       console.error(`== generating ${path}`);
-      const g = run(Deno.execPath(), [
+      const g = run(denoBin(), [
         "run",
         "-A",
         GEN,
@@ -757,6 +783,7 @@ async function main(): Promise<void> {
           opts,
         ),
       );
+      save();
     } finally {
       if (generated && !keep.has(mem)) {
         rm(path);
@@ -764,15 +791,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  const doc = {
-    date: new Date().toISOString(),
-    deno: Deno.version.deno,
-    makedumpfile: run("makedumpfile", ["-v"]).out.split("\n")[0].trim(),
-    host: { cpus: navigator.hardwareConcurrency, memTotal: meminfoKiB("MemTotal") },
-    baselineDenoRssKiB: baseline.peakRssKiB,
-    inputs: results,
-  };
-  Deno.writeTextFileSync(values.out!, JSON.stringify(doc, null, 1) + "\n");
+  save();
   console.log(
     `\nbaseline: deno run main.ts -h peaks at ${(baseline.peakRssKiB / 1024).toFixed(1)} MiB RSS\n`,
   );

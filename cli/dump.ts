@@ -14,12 +14,13 @@ import {
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
-  writeKdump,
+  writeKdumpAsync,
 } from "../formats/kdump/writer.ts";
+import { asOutputFull, DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
 import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import type { Sink } from "../formats/sink.ts";
-import { inputElfHeaders, writeElfDump } from "../formats/elfWriter.ts";
-import { writeKdumpSplit } from "../formats/kdump/split.ts";
+import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
+import { writeKdumpSplitAsync } from "../formats/kdump/split.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
 import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
@@ -56,6 +57,15 @@ export interface DumpRequest {
   openSplitSinks?: () => Sink[];
   /** --splitblock-size in bytes. */
   splitblockSize?: number;
+  /**
+   * `-d L1,L2,...`: levels to retry with, in order, when the output is full (-L or ENOSPC); the dump is
+   * redone from the start at the next level and the output rewritten (makedumpfile's create_dumpfile).
+   */
+  fallbackLevels?: number[];
+  /** -L and interruption (keepIncomplete is decided here: true for the last level). */
+  control?: Omit<WriteControl, "keepIncomplete">;
+  /** Called before each retry at a fallback level, with the level and why. */
+  onRetry?: (level: number, why: string) => void;
 }
 
 /** Outcome of a dump. */
@@ -66,6 +76,8 @@ export interface DumpResult {
   /** -e: what the vmemmap pass did (undefined without -e). */
   vmemmap?: VmemmapExcludeResult;
   seconds: number;
+  /** The dump level the file was written at (a fallback level after retries). */
+  dumpLevel: number;
 }
 
 /** Run one dump. Throws VmsiftError on failure; the sink is aborted (partial output removed) on error. */
@@ -79,6 +91,22 @@ export async function runDump(req: DumpRequest): Promise<DumpResult> {
       codecWorkers.terminate();
     }
   }
+  const levels = [req.dumpLevel, ...(req.fallbackLevels ?? [])];
+  for (let i = 0;; i++) {
+    const last = i === levels.length - 1;
+    try {
+      return await runDumpAtLevel({ ...req, dumpLevel: levels[i] }, last);
+    } catch (e) {
+      const full = asOutputFull(e);
+      if (full === null || last) throw e;
+      const sig = req.control?.interrupted?.() ?? null;
+      if (sig !== null) throw new DumpInterrupted(sig);
+      req.onRetry?.(levels[i + 1], full.oneLine());
+    }
+  }
+}
+
+async function runDumpAtLevel(req: DumpRequest, lastLevel: boolean): Promise<DumpResult> {
   const t0 = performance.now();
   const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
   const { core, info } = input;
@@ -91,8 +119,9 @@ export async function runDump(req: DumpRequest): Promise<DumpResult> {
       dir: req.bitmapDir,
       direct: req.directIo,
     });
+    const control: WriteControl = { ...req.control, keepIncomplete: lastLevel };
     try {
-      return await dumpWithBitmaps(req, input, model, bitmaps.bitmap1, bitmaps.bitmap2, t0, () => {
+      return await dumpWithBitmaps(req, control, input, model, bitmaps.bitmap1, bitmaps.bitmap2, t0, () => {
         for (const w of bitmaps.warnings) req.notice?.(`warning: ${w}`);
         if (bitmaps.mode === "memory") req.debug?.(bitmaps.description);
         else req.notice?.(bitmaps.description);
@@ -107,6 +136,7 @@ export async function runDump(req: DumpRequest): Promise<DumpResult> {
 
 async function dumpWithBitmaps(
   req: DumpRequest,
+  control: WriteControl,
   input: DumpInput,
   model: MemoryModel,
   bitmap1: PfnBitmap,
@@ -141,7 +171,7 @@ async function dumpWithBitmaps(
       dumpLevel: req.dumpLevel,
     };
     const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
-    const write = await writeForm(req, src, extraStatus, core);
+    const write = await writeForm(req, control, src, extraStatus, core);
     const c = scan.counts;
     const stats: PageStats = {
       original,
@@ -157,13 +187,24 @@ async function dumpWithBitmaps(
       keptKernelImage: c.keptKernelImage,
       keptUnreadable: c.keptUnreadable,
     };
-    return { stats, scan, write, vmemmap, seconds: (performance.now() - t0) / 1000 };
+    return {
+      stats,
+      scan,
+      write,
+      vmemmap,
+      seconds: (performance.now() - t0) / 1000,
+      dumpLevel: req.dumpLevel,
+    };
   }
 }
 
-/** Write the chosen output form; the sinks are closed, or aborted (removed) on error. */
+/**
+ * Write the chosen output form; the sinks are closed (an incomplete file is kept: `result.incomplete`), or
+ * aborted (removed) on error.
+ */
 async function writeForm(
   req: DumpRequest,
+  control: WriteControl,
   src: KdumpSource,
   extraStatus: number,
   core: DumpInput["core"],
@@ -171,11 +212,12 @@ async function writeForm(
   if (req.form === "split") {
     const sinks = req.openSplitSinks!();
     try {
-      const r = writeKdumpSplit(src, sinks, {
+      const r = await writeKdumpSplitAsync(src, sinks, {
         codec: req.codec,
         onProgress: req.onProgress,
         extraStatus,
         splitblockSize: req.splitblockSize,
+        control,
       });
       for (const s of sinks) s.close();
       return r.total;
@@ -192,27 +234,39 @@ async function writeForm(
       const zero = (req.dumpLevel & 1) !== 0
         ? excludeZeroPages(core, src.bitmap2, src.maxMapnr, src.pageSize)
         : 0;
-      const r = writeElfDump({
-        mem: core,
-        bitmap1: src.bitmap1,
-        bitmap2: src.bitmap2,
-        maxMapnr: src.maxMapnr,
-        pageSize: src.pageSize,
-        noteBytes: src.noteBytes,
-        segments: core.segments,
-        ...inputElfHeaders(core),
-        // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
-        beyondMaxMapnr: "exclude",
-      }, sink);
+      const r = await writeElfDumpAsync(
+        {
+          mem: core,
+          bitmap1: src.bitmap1,
+          bitmap2: src.bitmap2,
+          maxMapnr: src.maxMapnr,
+          pageSize: src.pageSize,
+          noteBytes: src.noteBytes,
+          segments: core.segments,
+          ...inputElfHeaders(core),
+          // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
+          beyondMaxMapnr: "exclude",
+        },
+        sink,
+        control,
+      );
       write = {
         dumpablePages: r.dumpedPages,
         zeroPages: zero,
         rawPages: r.dumpedPages,
         compressedPages: 0,
         fileSize: r.fileSize,
+        incomplete: r.incomplete,
+        unreadable: r.unreadable,
       };
     } else {
-      write = await writeDump(req, src, { codec: req.codec, sink, onProgress: req.onProgress, extraStatus });
+      write = await writeDump(req, src, {
+        codec: req.codec,
+        sink,
+        onProgress: req.onProgress,
+        extraStatus,
+        control,
+      });
     }
     sink.close();
     return write;
@@ -232,5 +286,5 @@ async function writeDump(
   if (threads > 1 && opts.codec !== null) {
     return await writeKdumpParallel(src, { ...opts, codec: opts.codec, threads, workers: req.codecWorkers });
   }
-  return writeKdump(src, opts);
+  return await writeKdumpAsync(src, opts);
 }

@@ -23,15 +23,63 @@ import { Progress } from "./progress.ts";
  */
 export const DEFAULT_BITMAP_BUDGET_KIB = 8192;
 
+/**
+ * -F streams records in the order they are written, headers first: crash reads a flattened file only when
+ * the main header's record comes first (it does not find it at the end of the stream), and nothing is
+ * rewritten in flattened mode (makedumpfile never marks a flattened dump incomplete either).
+ */
+const FLAT_OPTIONS = { holdBytes: 0 };
+
 /** What the dump command reports on (a direct dump or a re-filter). */
-type CommandResult = Pick<DumpResult, "stats" | "scan" | "write" | "vmemmap">;
+type CommandResult = Pick<DumpResult, "stats" | "scan" | "write" | "vmemmap"> & { dumpLevel?: number };
+
+/** Signals that interrupt a dump: the file is finished as incomplete (flag set, bitmap files removed). */
+const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+
+/**
+ * Run `body` with SIGTERM/SIGINT listeners that only record the signal (the writers poll it between runs of
+ * pages and finish an incomplete file); the listeners are removed afterwards.
+ */
+async function withStopSignals<T>(body: (interrupted: () => string | null) => Promise<T>): Promise<T> {
+  let got: string | null = null;
+  const handlers: Array<[Deno.Signal, () => void]> = [];
+  for (const sig of STOP_SIGNALS) {
+    const h = () => {
+      got ??= sig;
+    };
+    try {
+      Deno.addSignalListener(sig, h);
+      handlers.push([sig, h]);
+    } catch { /* not supported here (e.g. Windows): the default action applies */ }
+  }
+  try {
+    const r = await body(() => got);
+    // A signal during a phase that does not poll (re-filtering a kdump input): the output is complete, but
+    // the run was still interrupted.
+    if (got !== null) throw new VmsiftError(`interrupted by ${got} (the output was already complete)`);
+    return r;
+  } finally {
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+  }
+}
 
 /** Run the dump command; returns the result for the report. Throws VmsiftError. */
-export async function runDumpCommand(
+export function runDumpCommand(
   vmcore: string,
   dumpfile: string,
   opts: CliOptions,
   msg: Messages,
+  splitFiles?: string[],
+): Promise<CommandResult> {
+  return withStopSignals((interrupted) => dumpCommand(vmcore, dumpfile, opts, msg, interrupted, splitFiles));
+}
+
+async function dumpCommand(
+  vmcore: string,
+  dumpfile: string,
+  opts: CliOptions,
+  msg: Messages,
+  interrupted: () => string | null,
   splitFiles?: string[],
 ): Promise<CommandResult> {
   const outputs = splitFiles ?? (opts.flat ? [] : [dumpfile]);
@@ -48,7 +96,7 @@ export async function runDumpCommand(
   }
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
   const openSink = opts.flat
-    ? (): Sink => new FlatSink(Deno.stdout, "stdout")
+    ? (): Sink => new FlatSink(Deno.stdout, "stdout", FLAT_OPTIONS)
     : (): Sink => openOutput(dumpfile, opts, msg);
   const openSplitSinks = (): Sink[] => {
     const sinks: Sink[] = [];
@@ -97,9 +145,16 @@ export async function runDumpCommand(
       openSplitSinks,
       form: opts.elf ? "elf" : splitFiles ? "split" : "kdump",
       threads: opts.numThreads,
+      fallbackLevels: opts.dumpLevels.slice(1),
+      control: { sizeLimit: opts.sizeLimit, interrupted, markIncomplete: !opts.flat },
+      onRetry: (level, why) => {
+        msg.common(`\n${why}`);
+        msg.common(`Retry to create a dumpfile by dump_level(${level}).`);
+      },
     });
   }
-  progress.finish(result.write.dumpablePages, result.write.dumpablePages, result.write.fileSize);
+  const done = result.write.incomplete?.pagesWritten ?? result.write.dumpablePages;
+  progress.finish(done, result.write.incomplete?.pagesTotal ?? done, result.write.fileSize);
   if (result.scan.ran) {
     const s = result.scan;
     const rate = s.seconds > 0 ? Math.round(s.pagesScanned / s.seconds) : 0;
@@ -139,6 +194,25 @@ export async function runDumpCommand(
     } catch (e) {
       throw new VmsiftError(`cannot write: ${(e as Error).message}`, { file: opts.statsJson });
     }
+  }
+  const inc = result.write.incomplete;
+  if (inc !== undefined) {
+    const u = result.write.unreadable;
+    if (u !== undefined) {
+      msg.error(`${u.pages} pages could not be read from ${vmcore} (${u.firstError}): pfns ${u.describe()}`);
+    }
+    if (!opts.flat && !opts.dryRun) msg.common("This is an incomplete dumpfile, but might analyzable.");
+    const why = inc.reason === "interrupted"
+      ? `interrupted by ${inc.signal}`
+      : inc.reason === "size-limit"
+      ? `size limit ${opts.sizeLimit} reached`
+      : inc.reason === "no-space"
+      ? "no space left on device"
+      : `${u?.pages ?? 0} pages unreadable`;
+    throw new VmsiftError(
+      `incomplete: ${inc.pagesWritten} of ${inc.pagesTotal} pages written (${why})`,
+      { file: opts.flat ? "stdout" : outputs.join(", ") },
+    );
   }
   if (opts.dryRun) msg.common("\nThe dry run is finished.");
   else if (opts.flat) msg.common("\nThe dumpfile is written to stdout (flattened format).");

@@ -57,6 +57,8 @@ export interface CliOptions {
   imageGuard: boolean;
   /** --num-threads N: compressing threads (Web Workers when N > 1); undefined = 1. */
   numThreads?: number;
+  /** -L SIZE: largest output file in bytes (an incomplete file is written, or the next -d level tried). */
+  sizeLimit?: number;
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -115,7 +117,6 @@ const OPTIONS = {
 } as const;
 
 const NOT_YET: Record<string, string> = {
-  L: "-L (output size limit)",
   x: "-x (debug info from vmlinux)",
   g: "-g (generate VMCOREINFO)",
   X: "-X (Xen)",
@@ -136,6 +137,26 @@ export function parseDumpLevels(s: string): number[] {
   }
   if (out.length > 8) throw new UsageError("too many dump levels (at most 8)");
   return out;
+}
+
+/**
+ * `-L SIZE` like makedumpfile's memparse: strtoull base 0 (decimal, 0x hex, 0 octal) and an optional
+ * K/M/G/T/P/E suffix (either case, powers of 1024); nothing may follow and 0 is refused.
+ */
+export function parseSizeLimit(s: string): number {
+  const m = /^\s*(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)([kmgtpe]?)$/i.exec(s);
+  const bad = () => new UsageError(`Limit size(${s}) is invalid.`);
+  if (m === null) throw bad();
+  const t = m[1].toLowerCase();
+  let n = t.startsWith("0x")
+    ? parseInt(t.slice(2), 16)
+    : t.length > 1 && t[0] === "0"
+    ? parseInt(t.slice(1), 8)
+    : Number(t);
+  n *= 1024 ** " kmgtpe".indexOf(m[2].toLowerCase() || " ");
+  if (n === 0) throw bad();
+  if (!Number.isSafeInteger(n)) throw new UsageError(`Limit size(${s}) is out of range.`);
+  return n;
 }
 
 function parseNumber(name: string, s: string): number {
@@ -196,6 +217,7 @@ export function parseCommandLine(argv: string[]): CliOptions {
     splitblockKiB: v["splitblock-size"] !== undefined
       ? parseNumber("--splitblock-size", v["splitblock-size"])
       : undefined,
+    sizeLimit: v.L !== undefined ? parseSizeLimit(v.L) : undefined,
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
@@ -254,11 +276,6 @@ export function parseCommandLine(argv: string[]): CliOptions {
   }
   if (opts.excludeVmemmap && opts.workDir === undefined) {
     // vmsift keeps bitmaps beside the dump by default, so -e does not need --work-dir (makedumpfile's does).
-  }
-  if (opts.dumpLevels.length > 1) {
-    throw new UsageError(
-      "-d with fallback levels needs -L or ENOSPC handling, not supported by this version yet",
-    );
   }
   return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: pos[1] } };
 }
@@ -319,8 +336,12 @@ Usage:
 
 Options (makedumpfile's names):
   -c, -l, -p, -z      compress pages with zlib, lzo, snappy or zstd (last one wins)
-  -d LEVEL            dump level 0-31: 1 zero pages, 2 non-private cache, 4 private cache,
-                      8 user data, 16 free pages (hwpoison and offline pages are always excluded)
+  -d LEVEL[,LEVEL...] dump level 0-31: 1 zero pages, 2 non-private cache, 4 private cache,
+                      8 user data, 16 free pages (hwpoison and offline pages are always excluded);
+                      further levels are retried, from the start, when DUMPFILE does not fit (-L or
+                      a full disk); with none left an INCOMPLETE DUMPFILE is kept (exit status 1)
+  -L SIZE             limit DUMPFILE to SIZE bytes (K, M, G, T suffixes); an incomplete DUMPFILE
+                      is written (header status 0x8, crash warns) if it would be larger
   -e                  also exclude the vmemmap pages (struct pages) that describe only excluded
                       pages; crash then warns that kmem may fail (header status 0x10)
   -E                  write an ELF core instead of kdump-compressed

@@ -26,6 +26,16 @@ import type { PhysicalMemory, PhysSegment } from "../core/physMem.ts";
 import type { PfnBitmap } from "../core/bitmap.ts";
 import type { Sink } from "./sink.ts";
 import type { ElfCore } from "./elfCore.ts";
+import {
+  asOutputFull,
+  drive,
+  driveAsync,
+  DumpInterrupted,
+  type IncompleteInfo,
+  OutputFullError,
+  UnreadablePages,
+  type WriteControl,
+} from "./incomplete.ts";
 
 /** Contiguous excluded pages that split a PT_LOAD (makedumpfile.h PFN_EXCLUDED). */
 export const PFN_EXCLUDED = 256;
@@ -101,7 +111,12 @@ export interface ElfLayout {
 }
 
 /** What writeElfDump did. */
-export interface ElfDumpResult extends ElfLayout {}
+export interface ElfDumpResult extends ElfLayout {
+  /** Set when the file was finished as incomplete (e_flags bit 0). */
+  incomplete?: IncompleteInfo;
+  /** Pages that could not be read from the vmcore (written as zeros; the file is marked incomplete). */
+  unreadable?: UnreadablePages;
+}
 
 /** Bitmap lookups with makedumpfile's treatment of pfns ≥ maxMapnr; runs are reported to `cb`. */
 class DumpableScanner {
@@ -346,30 +361,141 @@ export function encodeElfHead(src: ElfDumpSource, layout: ElfLayout): Uint8Array
 
 /**
  * Write the ELF dump to `sink` in one sequential pass (head, then each PT_LOAD's data) and finish the sink
- * at the file size. The caller closes the sink (or aborts it on error).
+ * at the file size. The caller closes the sink (or aborts it on error). With `control`, a full output (-L,
+ * ENOSPC) or an interruption either throws or ends the file early with e_flags bit 0 set (the PT_LOADs then
+ * describe more data than the file holds, as makedumpfile's incomplete ELF files do); pages that cannot be
+ * read are written as zeros and recorded, and the file is marked incomplete.
  */
-export function writeElfDump(src: ElfDumpSource, sink: Sink): ElfDumpResult {
-  const layout = planElfDump(src);
-  sink.write(0, encodeElfHead(src, layout));
-  const chunk = src.readChunk ?? (1 << 20);
-  const buf = new Uint8Array(chunk);
-  for (const l of layout.loads) {
-    let done = 0;
-    while (done < l.fileSize) {
-      const n = Math.min(chunk, l.fileSize - done);
-      const part = buf.subarray(0, n);
-      if (!src.mem.readPhys(l.paddr + done, part)) {
-        throw new VmsiftError(`cannot read ${n} bytes of physical memory for the ELF dump`, {
-          file: src.mem.label,
-          address: l.paddr + done,
-        });
-      }
-      sink.write(l.dataOffset + done, part);
-      done += n;
-    }
+export function writeElfDump(src: ElfDumpSource, sink: Sink, control?: WriteControl): ElfDumpResult {
+  return drive(elfPages(src, sink, control));
+}
+
+/** {@link writeElfDump} letting the event loop turn between chunks (signals). */
+export function writeElfDumpAsync(
+  src: ElfDumpSource,
+  sink: Sink,
+  control?: WriteControl,
+): Promise<ElfDumpResult> {
+  return driveAsync(elfPages(src, sink, control), control);
+}
+
+function* elfPages(
+  src: ElfDumpSource,
+  sink: Sink,
+  control: WriteControl | undefined,
+): Generator<void, ElfDumpResult, undefined> {
+  const layout: ElfDumpResult = planElfDump(src);
+  const head = encodeElfHead(src, layout);
+  const limit = control?.sizeLimit ?? Infinity;
+  if (head.length > limit) {
+    throw new OutputFullError(
+      "size-limit",
+      `size limit ${limit} is smaller than the ELF headers and notes (${head.length} bytes)`,
+      sink.label,
+    );
   }
-  sink.finish(layout.fileSize);
+  sink.write(0, head);
+  const chunk = src.readChunk ?? (1 << 20);
+  const ps = src.pageSize;
+  const buf = new Uint8Array(chunk);
+  const unreadable = new UnreadablePages();
+  let pos = layout.loadOffset; // end of the data written so far
+  let pagesDone = 0;
+  try {
+    for (const l of layout.loads) {
+      let done = 0;
+      while (done < l.fileSize) {
+        const n = Math.min(chunk, l.fileSize - done);
+        const part = buf.subarray(0, n);
+        readElfChunk(src.mem, l.paddr + done, part, ps, unreadable);
+        const at = l.dataOffset + done;
+        if (at + n > limit) {
+          // as much as fits, whole pages
+          const fit = Math.max(0, Math.floor((limit - at) / ps) * ps);
+          if (fit > 0) sink.write(at, part.subarray(0, fit));
+          pos = at + fit;
+          pagesDone += fit / ps;
+          throw new OutputFullError("size-limit", `size limit (${limit}) reached`, sink.label, at + fit);
+        }
+        sink.write(at, part);
+        pos = at + n;
+        pagesDone += n / ps;
+        done += n;
+        yield;
+      }
+    }
+    sink.finish(layout.fileSize);
+  } catch (e) {
+    const full = asOutputFull(e);
+    const intr = e instanceof DumpInterrupted ? e : null;
+    if (intr === null && (full === null || !control?.keepIncomplete)) throw full ?? e;
+    let size = pos;
+    if (full?.reason === "no-space") {
+      sink.dropPending?.();
+      let end = 0;
+      for (const [a, b] of sink.writtenRanges?.ranges() ?? [[0, pos]]) if (a <= end) end = Math.max(end, b);
+      size = Math.max(end, head.length);
+      pagesDone = Math.max(0, Math.floor((size - layout.loadOffset) / ps));
+    }
+    sink.finish(size);
+    layout.incomplete = {
+      reason: intr !== null ? "interrupted" : full!.reason,
+      pagesWritten: Math.floor(pagesDone),
+      pagesTotal: layout.dumpedPages,
+      signal: intr?.signal,
+      detail: (intr ?? full)!.message,
+    };
+    layout.fileSize = size;
+  }
+  if (unreadable.pages > 0) {
+    layout.unreadable = unreadable;
+    layout.incomplete ??= {
+      reason: "read-error",
+      pagesWritten: layout.dumpedPages - unreadable.pages,
+      pagesTotal: layout.dumpedPages,
+      detail: unreadable.firstError,
+    };
+  }
+  if (layout.incomplete !== undefined && (control?.markIncomplete ?? true)) {
+    markElfIncomplete(sink, new DataView(head.buffer).getUint32(48, true));
+  }
   return layout;
+}
+
+/** Read a chunk of physical memory; a read that fails is retried page by page, failing pages are zeros. */
+function readElfChunk(
+  mem: PhysicalMemory,
+  paddr: number,
+  part: Uint8Array,
+  ps: number,
+  unreadable: UnreadablePages,
+): void {
+  let ok: boolean;
+  try {
+    ok = mem.readPhys(paddr, part);
+  } catch (e) {
+    if (!(e instanceof VmsiftError)) throw e;
+    // page by page (the chunk may start and end inside pages: partial first/last pages of a segment)
+    for (let a = 0; a < part.length;) {
+      const b = Math.min(part.length, (Math.floor((paddr + a) / ps) + 1) * ps - paddr);
+      const p = part.subarray(a, b);
+      try {
+        if (!mem.readPhys(paddr + a, p)) p.fill(0);
+      } catch (e2) {
+        if (!(e2 instanceof VmsiftError)) throw e2;
+        p.fill(0);
+        unreadable.add(Math.floor((paddr + a) / ps), 1, e2.oneLine());
+      }
+      a = b;
+    }
+    return;
+  }
+  if (!ok) {
+    throw new VmsiftError(`cannot read ${part.length} bytes of physical memory for the ELF dump`, {
+      file: mem.label,
+      address: paddr,
+    });
+  }
 }
 
 /** Set e_flags bit 0 (incomplete dump) in an ELF dump already written to `sink`. */

@@ -19,4 +19,14 @@ export interface Sink {
   close(): void;
   /** Close and remove the output (used on errors so no partial DUMPFILE is left). */
   abort(): void;
+  /**
+   * Byte ranges handed to the operating system successfully (files only). After a failed write (ENOSPC)
+   * this tells which bytes the file really holds, so that an incomplete dump keeps only descriptors whose
+   * data is on disk (formats/kdump/writer.ts PagePairWriter.salvage).
+   */
+  readonly writtenRanges?: { ranges(): Array<[number, number]>; covers(start: number, end: number): boolean };
+  /** Forget bytes in [from, to) accepted but not yet written (after ENOSPC), default all. */
+  dropPending?(from?: number, to?: number): void;
+  /** Set the file size at once (frees room on a full file system before finish writes what is cached). */
+  truncate?(size: number): void;
 }

@@ -1,5 +1,6 @@
 import { VmsiftError } from "../core/errors.ts";
 import type { Sink } from "../formats/sink.ts";
+import { IntervalSet } from "../formats/flatReader.ts";
 import { AlignedArena } from "./alignedArena.ts";
 import {
   O_CREAT,
@@ -72,6 +73,8 @@ export class DirectSink implements Sink {
   readonly stats: DirectSinkStats = { bytesWritten: 0, writeCalls: 0, bytesRead: 0, readCalls: 0 };
   readonly blockSize: number;
   readonly windowBytes: number;
+  /** Byte ranges pwritten successfully (a failed pwrite adds the part written before the error). */
+  readonly writtenRanges: IntervalSet = new IntervalSet();
 
   #fd: number;
   #sync: boolean;
@@ -261,6 +264,44 @@ export class DirectSink implements Sink {
     }
   }
 
+  /**
+   * Forget cached bytes in [from, to) that are not written yet (after ENOSPC). Blocks wholly inside are
+   * dropped; a block cut by the range keeps its other bytes and gets zeros there (what a hole reads as).
+   */
+  dropPending(from = 0, to = Infinity): void {
+    if (this.#state === "closed" || to <= from) return;
+    const B = this.blockSize, W = this.windowBytes, bpw = this.#bpw;
+    const arena = this.#arena.bytes;
+    for (let slot = 0; slot < this.#nslots; slot++) {
+      const w = this.#slotWindow[slot];
+      if (w < 0) continue;
+      const ws = w * W, we = ws + W;
+      const a = Math.max(from, ws), b = Math.min(to, we);
+      if (b <= a) continue;
+      if (a === ws && b === we) {
+        this.#windows.delete(w);
+        this.#slotWindow[slot] = -1;
+        continue;
+      }
+      arena.fill(0, slot * W + (a - ws), slot * W + (b - ws));
+      const b0 = Math.ceil((a - ws) / B), b1 = Math.floor((b - ws) / B);
+      if (b1 > b0) this.#blockFill.fill(0, slot * bpw + b0, slot * bpw + b1);
+      this.#slotFill[slot] = 0; // not "complete" any more: finish() writes it
+    }
+    for (const [blk, pb] of [...this.#partial]) {
+      const bs = blk * B;
+      const a = Math.max(from, bs), b = Math.min(to, bs + B);
+      if (b <= a) continue;
+      if (a === bs && b === bs + B) this.#partial.delete(blk);
+      else pb.data.fill(0, a - bs, b - bs);
+    }
+  }
+
+  /** Set the file size now (e.g. to free room on a full file system before writing what is cached). */
+  truncate(size: number): void {
+    this.#truncate(size);
+  }
+
   #release(): void {
     this.#state = "closed";
     const rc = sysClose(this.#fd);
@@ -378,7 +419,14 @@ export class DirectSink implements Sink {
   }
 
   #pwrite(buf: Uint8Array<ArrayBuffer>, offset: number): void {
-    this.stats.writeCalls += pwriteFull(this.#fd, buf, offset, this.path);
+    try {
+      this.stats.writeCalls += pwriteFull(this.#fd, buf, offset, this.path);
+    } catch (e) {
+      const at = e instanceof SysError ? e.place.offset : undefined;
+      if (typeof at === "number" && at > offset) this.writtenRanges.add(offset, at);
+      throw e;
+    }
+    this.writtenRanges.add(offset, offset + buf.length);
     this.stats.bytesWritten += buf.length;
   }
 }

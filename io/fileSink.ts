@@ -5,6 +5,8 @@
  */
 import { VmsiftError } from "../core/errors.ts";
 import type { Sink } from "../formats/sink.ts";
+import { IntervalSet } from "../formats/flatReader.ts";
+import { OutputFullError } from "../formats/incomplete.ts";
 
 /** Options of {@link FileSink.create}. */
 export interface FileSinkOptions {
@@ -24,6 +26,8 @@ export class FileSink implements Sink {
   #bufLen = 0;
   /** Bytes handed to the OS so far. */
   bytesWritten = 0;
+  /** Byte ranges written successfully. */
+  readonly writtenRanges: IntervalSet = new IntervalSet();
 
   private constructor(path: string, file: Deno.FsFile, bufferSize: number) {
     this.label = path;
@@ -64,12 +68,34 @@ export class FileSink implements Sink {
       f.seekSync(offset, Deno.SeekMode.Start);
       while (done < bytes.length) done += f.writeSync(bytes.subarray(done));
     } catch (e) {
-      throw new VmsiftError(`write error: ${(e as Error).message}`, {
-        file: this.label,
-        offset: offset + done,
-      });
+      if (done > 0) this.writtenRanges.add(offset, offset + done);
+      this.bytesWritten += done;
+      const m = (e as Error).message;
+      if ((e as { code?: string }).code === "ENOSPC" || /No space left|os error 28\b/.test(m)) {
+        throw new OutputFullError("no-space", `write error: ${m}`, this.label, offset + done);
+      }
+      throw new VmsiftError(`write error: ${m}`, { file: this.label, offset: offset + done });
     }
+    this.writtenRanges.add(offset, offset + done);
     this.bytesWritten += done;
+  }
+
+  /** Forget buffered bytes in [from, to) (after ENOSPC); bytes cut out in the middle become zeros. */
+  dropPending(from = 0, to = Infinity): void {
+    const bs = this.#bufStart, be = bs + this.#bufLen;
+    const a = Math.max(from, bs), b = Math.min(to, be);
+    if (this.#bufLen === 0 || b <= a) return;
+    if (b === be) this.#bufLen = a - bs;
+    else this.#buf.fill(0, a - bs, b - bs);
+  }
+
+  /** Set the file size now (frees room on a full file system). */
+  truncate(size: number): void {
+    try {
+      this.#f().truncateSync(size);
+    } catch (e) {
+      throw new VmsiftError(`cannot set file size: ${(e as Error).message}`, { file: this.label });
+    }
   }
 
   /** Write out the gathered bytes. */

@@ -31,14 +31,18 @@ import {
 } from "../codecs/codecWorker.ts";
 import {
   bitmapRuns,
+  finishIncomplete,
   finishPages,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
   PagePairWriter,
+  readPageLenient,
   readRun,
+  withUnreadable,
   writeKdumpHead,
 } from "./writer.ts";
+import { DumpInterrupted, readRunChecked, UnreadablePages, YIELD_INTERVAL_MS } from "../incomplete.ts";
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {
@@ -120,6 +124,9 @@ export class CodecWorkers {
 /** A batch buffer set; circulates between the main thread and the workers. */
 interface Slot {
   pages: Uint8Array;
+  /** 1 for pages that could not be read (kept on this thread, never transferred). */
+  bad: Uint8Array;
+  hasBad: boolean;
   out: Uint8Array;
   sizes: Uint32Array;
   /** Pages in `pages`. */
@@ -157,9 +164,26 @@ export async function writeKdumpParallel(
     const ps = src.pageSize;
     run.start(pool, opts.codec, ps);
     const L = writeKdumpHead(src, opts.codec.flag, opts);
-    const out = new PagePairWriter(opts.sink, L, ps, opts.cacheSize ?? ps << 4, (src.dumpLevel & 1) !== 0);
-    await run.pages(out, L.numDumpable);
-    return finishPages(run.res, out, L.numDumpable, opts.sink);
+    const control = opts.control;
+    const out = new PagePairWriter(
+      opts.sink,
+      L,
+      ps,
+      opts.cacheSize ?? ps << 4,
+      (src.dumpLevel & 1) !== 0,
+      control?.sizeLimit,
+    );
+    const status = (opts.codec.flag | (opts.extraStatus ?? 0)) >>> 0;
+    try {
+      await run.pages(out, L.numDumpable);
+      finishPages(run.res, out, L.numDumpable, opts.sink);
+    } catch (e) {
+      // Batches still with the workers are dropped: the file keeps what was emitted, in pfn order.
+      const r = finishIncomplete(e, out, opts.sink, status, L.numDumpable, control);
+      run.res.incomplete = r.info;
+      run.res.fileSize = r.fileSize;
+    }
+    return withUnreadable(run.res, run.unreadable, out, opts.sink, status, L.numDumpable, control);
   } finally {
     pool?.terminate();
     run.stop();
@@ -174,6 +198,7 @@ class ParallelRun {
     compressedPages: 0,
     fileSize: 0,
   };
+  readonly unreadable = new UnreadablePages();
   readonly #src: KdumpSource;
   readonly #opts: ParallelWriteOptions;
   readonly #mainCompresses: boolean;
@@ -261,6 +286,8 @@ class ParallelRun {
     const B = this.#batchPages;
     return {
       pages: new Uint8Array(B * ps),
+      bad: new Uint8Array(B),
+      hasBad: false,
       out: new Uint8Array(B * ps),
       sizes: new Uint32Array(B),
       count: 0,
@@ -286,11 +313,23 @@ class ParallelRun {
     if (this.#mainCompresses) this.#channel = new MessageChannel();
 
     let cur: Slot | null = null;
+    const interrupted = this.#opts.control?.interrupted;
+    let lastYield = performance.now();
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, B)) {
       for (let done = 0; done < n;) {
         if (cur === null) cur = this.#free.pop() ?? await this.#reclaim();
         const k = Math.min(n - done, B - cur.count);
-        readRun(src.mem, start + done, ps, cur.pages.subarray(cur.count * ps, (cur.count + k) * ps));
+        const nbad = readRunChecked(
+          src.mem,
+          start + done,
+          ps,
+          cur.pages.subarray(cur.count * ps, (cur.count + k) * ps),
+          cur.bad.subarray(cur.count, cur.count + k),
+          this.unreadable,
+          readRun,
+          readPageLenient,
+        );
+        if (nbad > 0) cur.hasBad = true;
         cur.count += k;
         done += k;
         if (cur.count === B) {
@@ -298,6 +337,15 @@ class ParallelRun {
           if (this.#dispatch(cur)) await this.#yield();
           this.#emitReady();
           cur = null;
+          if (interrupted !== undefined) {
+            // let the event loop turn now and then (signal listeners), then look at the flag
+            if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
+              await new Promise<void>((resolve) => setTimeout(resolve, 0));
+              lastYield = performance.now();
+            }
+            const sig = interrupted();
+            if (sig !== null) throw new DumpInterrupted(sig);
+          }
         }
       }
     }
@@ -367,11 +415,16 @@ class ParallelRun {
     const ps = this.#src.pageSize;
     const flag = this.#opts.codec.flag;
     const res = this.res;
-    const { pages, sizes, out: packed } = s;
+    const { pages, sizes, out: packed, bad } = s;
+    const hasBad = s.hasBad;
     let off = 0;
     for (let i = 0; i < s.count; i++) {
       const size = sizes[i];
-      if (size === ZERO_PAGE) {
+      if (hasBad && bad[i] !== 0) {
+        // unreadable: a never-written descriptor (its compressed bytes, if any, are skipped)
+        out.addMissing();
+        if (size !== ZERO_PAGE && size < ps) off += size;
+      } else if (size === ZERO_PAGE) {
         out.addZero();
         res.zeroPages++;
       } else if (size < ps) {
@@ -386,6 +439,8 @@ class ParallelRun {
     res.dumpablePages += s.count;
     this.#opts.onProgress?.(res.dumpablePages, this.#total, out.dataEnd);
     s.count = 0;
+    if (s.hasBad) s.bad.fill(0);
+    s.hasBad = false;
     s.ready = false;
     s.worker = null;
     return s;

@@ -25,14 +25,18 @@ import type { Sink } from "../sink.ts";
 import { SH } from "./header.ts";
 import {
   bitmapRuns,
+  finishIncomplete,
   isZeroPage,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
   PagePairWriter,
+  readPageLenient,
   readRun,
+  withUnreadable,
   writeKdumpHead,
 } from "./writer.ts";
+import { drive, driveAsync, DumpInterrupted, readRunChecked, UnreadablePages } from "../incomplete.ts";
 import type { KdumpLayout } from "./layout.ts";
 
 /** makedumpfile's DEFAULT_SPLITBLOCK_SIZE: 1 GiB. */
@@ -149,89 +153,156 @@ function emptyResult(): KdumpWriteResult {
 
 /**
  * Write `src` as `sinks.length` (≥ 2) split files. The input pages are read once, in pfn order. The caller
- * closes (or on error aborts) every sink; sinks are finished here.
+ * closes (or on error aborts) every sink; sinks are finished here. With `opts.control` (-L per file, full
+ * disk, interruption) a file that cannot take more is finished as incomplete and the others go on (as
+ * makedumpfile's one process per file does); an interruption finishes every file not yet complete.
  */
 export function writeKdumpSplit(src: KdumpSource, sinks: Sink[], opts: KdumpSplitOptions): KdumpSplitResult {
+  return drive(splitPages(src, sinks, opts));
+}
+
+/** {@link writeKdumpSplit} letting the event loop turn between runs of pages (signals). */
+export function writeKdumpSplitAsync(
+  src: KdumpSource,
+  sinks: Sink[],
+  opts: KdumpSplitOptions,
+): Promise<KdumpSplitResult> {
+  return driveAsync(splitPages(src, sinks, opts), opts.control);
+}
+
+function* splitPages(
+  src: KdumpSource,
+  sinks: Sink[],
+  opts: KdumpSplitOptions,
+): Generator<void, KdumpSplitResult, undefined> {
   const ps = src.pageSize;
   const ranges = splitRanges(src.bitmap2, src.maxMapnr, sinks.length, ps, opts.splitblockSize);
   const codec = opts.codec;
+  const control = opts.control;
   const excludeZero = (src.dumpLevel & 1) !== 0;
   const cacheSize = opts.cacheSize ?? ps << 4;
+  const status = ((codec?.flag ?? 0) | (opts.extraStatus ?? 0)) >>> 0;
 
   let L: KdumpLayout | undefined;
   const writers: PagePairWriter[] = [];
   const expected: number[] = [];
   sinks.forEach((sink, i) => {
-    L = writeKdumpHead(src, codec?.flag ?? 0, { sink, extraStatus: opts.extraStatus });
+    L = writeKdumpHead(src, codec?.flag ?? 0, { sink, extraStatus: opts.extraStatus, control });
     markSplit(sink, L, ranges[i]);
-    writers.push(new PagePairWriter(sink, L, ps, cacheSize, excludeZero));
+    writers.push(new PagePairWriter(sink, L, ps, cacheSize, excludeZero, control?.sizeLimit));
     expected.push(src.bitmap2.popcount(ranges[i].startPfn, ranges[i].endPfn));
   });
   const total = L!.numDumpable;
   const files = sinks.map(() => emptyResult());
+  const unreadable = sinks.map(() => new UnreadablePages());
+  /** Files finished early (incomplete): their remaining pages are skipped. */
+  const stopped = sinks.map(() => false);
+  const stop = (i: number, e: unknown) => {
+    const r = finishIncomplete(e, writers[i], sinks[i], status, expected[i], control);
+    files[i].incomplete = r.info;
+    files[i].fileSize = r.fileSize;
+    stopped[i] = true;
+  };
 
   const wordsPerPage = ps >>> 2;
   const runPages = Math.max(1, Math.floor(RUN_BYTES / ps));
   const runBuf = new Uint8Array(runPages * ps);
   const words = new Uint32Array(runBuf.buffer);
+  const bad = new Uint8Array(runPages);
   let f = 0;
   let done = 0;
   let bytesBefore = 0; // data bytes of the files already finished (for progress)
-  for (const [runStart, runLen] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
-    let start = runStart;
-    let n = runLen;
-    while (n > 0) {
-      while (start >= ranges[f].endPfn) {
-        bytesBefore += writers[f].dataEnd;
-        f++;
-      }
-      const take = Math.min(n, ranges[f].endPfn - start);
-      const buf = runBuf.subarray(0, take * ps);
-      readRun(src.mem, start, ps, buf);
-      const out = writers[f];
-      const res = files[f];
-      for (let k = 0; k < take; k++) {
-        if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
-          out.addZero();
-          res.zeroPages++;
-          continue;
+  try {
+    for (const [runStart, runLen] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
+      let start = runStart;
+      let n = runLen;
+      while (n > 0) {
+        while (start >= ranges[f].endPfn) {
+          bytesBefore += writers[f].dataEnd;
+          f++;
         }
-        const page = buf.subarray(k * ps, (k + 1) * ps);
-        const c = codec !== null ? codec.compress(page) : null;
-        if (c !== null && c.length < ps) {
-          out.addData(c, codec!.flag);
-          res.compressedPages++;
-        } else {
-          out.addData(page, 0);
-          res.rawPages++;
+        const take = Math.min(n, ranges[f].endPfn - start);
+        const out = writers[f];
+        const res = files[f];
+        if (!stopped[f]) {
+          const buf = runBuf.subarray(0, take * ps);
+          const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable[f], readRun, readPageLenient);
+          try {
+            for (let k = 0; k < take; k++) {
+              if (nbad > 0 && bad[k] !== 0) {
+                out.addMissing();
+                continue;
+              }
+              if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
+                out.addZero();
+                res.zeroPages++;
+                continue;
+              }
+              const page = buf.subarray(k * ps, (k + 1) * ps);
+              const c = codec !== null ? codec.compress(page) : null;
+              if (c !== null && c.length < ps) {
+                out.addData(c, codec!.flag);
+                res.compressedPages++;
+              } else {
+                out.addData(page, 0);
+                res.rawPages++;
+              }
+            }
+          } catch (e) {
+            if (e instanceof DumpInterrupted) throw e;
+            stop(f, e); // this file is full; the others go on
+          }
+          res.dumpablePages += take;
         }
+        done += take;
+        start += take;
+        n -= take;
+        opts.onProgress?.(done, total, bytesBefore + out.dataEnd);
       }
-      res.dumpablePages += take;
-      done += take;
-      start += take;
-      n -= take;
-      opts.onProgress?.(done, total, bytesBefore + out.dataEnd);
+      yield;
     }
+  } catch (e) {
+    if (!(e instanceof DumpInterrupted)) throw e;
+    for (let i = 0; i < sinks.length; i++) if (!stopped[i]) stop(i, e);
   }
 
   const sum = emptyResult();
   sinks.forEach((sink, i) => {
     const out = writers[i];
     const res = files[i];
-    out.flush();
-    if (res.dumpablePages !== expected[i]) {
-      throw new VmsiftError(
-        `bitmap2 changed while writing: ${res.dumpablePages} pages, expected ${expected[i]}`,
-        { file: sink.label },
-      );
+    if (!stopped[i]) {
+      try {
+        out.flush();
+        if (res.dumpablePages !== expected[i]) {
+          throw new VmsiftError(
+            `bitmap2 changed while writing: ${res.dumpablePages} pages, expected ${expected[i]}`,
+            { file: sink.label },
+          );
+        }
+        res.fileSize = out.dataEnd;
+        sink.finish(res.fileSize);
+      } catch (e) {
+        stop(i, e);
+      }
     }
-    res.fileSize = out.dataEnd;
-    sink.finish(res.fileSize);
+    withUnreadable(res, unreadable[i], out, sink, status, expected[i], control);
     sum.dumpablePages += res.dumpablePages;
     sum.zeroPages += res.zeroPages;
     sum.rawPages += res.rawPages;
     sum.compressedPages += res.compressedPages;
     sum.fileSize += res.fileSize;
+    if (res.incomplete !== undefined) {
+      const t = sum.incomplete ??= { ...res.incomplete, pagesWritten: 0, pagesTotal: 0 };
+      t.pagesWritten += res.incomplete.pagesWritten;
+    }
   });
+  if (sum.incomplete !== undefined) {
+    // pages of complete files count as written
+    sum.incomplete.pagesTotal = total;
+    sum.incomplete.pagesWritten += files.reduce((a, r) => a + (r.incomplete ? 0 : r.dumpablePages), 0);
+    const u = new UnreadablePages();
+    for (const x of unreadable) for (const [a, n] of x.ranges) u.add(a, n, x.firstError);
+    if (u.pages > 0) sum.unreadable = u;
+  }
   return { ranges, files, total: sum };
 }

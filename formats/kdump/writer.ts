@@ -11,8 +11,26 @@ import { findSegment, type PhysicalMemory } from "../../core/physMem.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
 import type { PageCodec } from "../codecs/codec.ts";
 import type { Sink } from "../sink.ts";
-import { encodeMainHeader, encodeSubHeader, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE } from "./header.ts";
+import {
+  DUMP_DH_COMPRESSED_INCOMPLETE,
+  encodeMainHeader,
+  encodeSubHeader,
+  KDUMP_HEADER_VERSION,
+  KDUMP_SIGNATURE,
+  MH,
+} from "./header.ts";
 import { type KdumpLayout, kdumpLayout, PAGE_DESC_SIZE } from "./layout.ts";
+import {
+  asOutputFull,
+  drive,
+  driveAsync,
+  DumpInterrupted,
+  type IncompleteInfo,
+  OutputFullError,
+  readRunChecked,
+  UnreadablePages,
+  type WriteControl,
+} from "../incomplete.ts";
 
 /** What the writer needs to know about the input. */
 export interface KdumpSource {
@@ -48,6 +66,8 @@ export interface KdumpWriteOptions {
   onProgress?: (pagesDone: number, pagesTotal: number, bytesOut: number) => void;
   /** Cache size for descriptors and for data each (default pageSize << 4 = makedumpfile's -b 4). */
   cacheSize?: number;
+  /** -L size limit, interruption, and what to do when the output is full (formats/incomplete.ts). */
+  control?: WriteControl;
 }
 
 /** Counts of what was written. */
@@ -57,6 +77,10 @@ export interface KdumpWriteResult {
   rawPages: number;
   compressedPages: number;
   fileSize: number;
+  /** Set when the file was finished as INCOMPLETE (header status 0x8 / ELF e_flags bit 0). */
+  incomplete?: IncompleteInfo;
+  /** Pages of the vmcore that could not be read (they have never-written descriptors). */
+  unreadable?: UnreadablePages;
 }
 
 /** Pages read from memory in one readPhys call at most (4 MiB of 4 KiB pages). */
@@ -72,10 +96,18 @@ export function layoutFor(src: KdumpSource): KdumpLayout {
   });
 }
 
-/** Write a kdump-compressed file to `opts.sink` (the caller finishes/closes or aborts the sink). */
+/**
+ * Write a kdump-compressed file to `opts.sink` (the caller finishes/closes or aborts the sink). With
+ * `opts.control` a full output or an interruption either throws (the caller aborts the sink) or finishes an
+ * incomplete file (`result.incomplete`), see formats/incomplete.ts.
+ */
 export function writeKdump(src: KdumpSource, opts: KdumpWriteOptions): KdumpWriteResult {
-  const L = writeKdumpHead(src, opts.codec?.flag ?? 0, opts);
-  return writePages(src, opts, L);
+  return drive(writePages(src, opts));
+}
+
+/** {@link writeKdump} letting the event loop turn between runs of pages, so that signals can interrupt it. */
+export function writeKdumpAsync(src: KdumpSource, opts: KdumpWriteOptions): Promise<KdumpWriteResult> {
+  return driveAsync(writePages(src, opts), opts.control);
 }
 
 /**
@@ -85,7 +117,7 @@ export function writeKdump(src: KdumpSource, opts: KdumpWriteOptions): KdumpWrit
 export function writeKdumpHead(
   src: KdumpSource,
   codecFlag: number,
-  opts: Pick<KdumpWriteOptions, "sink" | "extraStatus">,
+  opts: Pick<KdumpWriteOptions, "sink" | "extraStatus" | "control">,
 ): KdumpLayout {
   const ps = src.pageSize;
   const sink = opts.sink;
@@ -93,6 +125,16 @@ export function writeKdumpHead(
     throw new VmsiftError(`bitmaps cover fewer than max_mapnr (${src.maxMapnr}) pfns`, { file: sink.label });
   }
   const L = layoutFor(src);
+  const limit = opts.control?.sizeLimit;
+  const headEnd = L.pageDataOffset + ((src.dumpLevel & 1) !== 0 ? ps : 0);
+  if (limit !== undefined && headEnd > limit) {
+    // Nothing useful fits: no incomplete file can be made at this level (the caller may retry at the next).
+    throw new OutputFullError(
+      "size-limit",
+      `size limit ${limit} is smaller than the headers, bitmaps and page descriptors (${headEnd} bytes)`,
+      sink.label,
+    );
+  }
   const status = (codecFlag | (opts.extraStatus ?? 0)) >>> 0;
 
   // Header area: block 0, sub header, notes, padding up to the 1st bitmap.
@@ -185,10 +227,19 @@ export function readPageLenient(mem: PhysicalMemory, paddr: number, out: Uint8Ar
   }
 }
 
+/** Flush boundaries remembered for {@link PagePairWriter.salvage} (at 64 KiB per flush: 512 MiB of data). */
+const BOUNDARY_RING = 8192;
+
 /**
  * Descriptors and page data through two caches flushed together, data first (kdump-reference.md 2.3, 4.7):
  * an interrupted write leaves only descriptors that point at written data. With dump_level & 1 the shared
  * zero page is the first page of data.
+ *
+ * Full outputs: with `limit` (-L) a page whose data would end beyond it is refused with an OutputFullError
+ * before anything of it is cached, so the caches always hold complete pairs that fit ({@link finishPartial}
+ * writes them). A sink that fails (ENOSPC) may have written descriptors before their data (it caches and
+ * reorders writes): {@link salvage} then uses the sink's `written` ranges and the remembered flush boundaries
+ * to zero every descriptor on disk whose data is not, so the file again holds only matched pairs.
  */
 export class PagePairWriter {
   readonly #sink: Sink;
@@ -204,15 +255,37 @@ export class PagePairWriter {
   /** File offset of the shared zero page, or -1 when zero pages are not excluded. */
   readonly zeroPageOffset: number;
   readonly #pageSize: number;
+  readonly #limit: number;
+  readonly #L: KdumpLayout;
+  /** Ring of (descriptor end, data end) file offsets after each completed flush, and the last one dropped. */
+  readonly #ringDesc = new Float64Array(BOUNDARY_RING);
+  readonly #ringData = new Float64Array(BOUNDARY_RING);
+  #ringNext = 0;
+  #ringLen = 0;
+  #floorDesc: number;
+  #floorData: number;
+  /** Never-written descriptors added for unreadable pages. */
+  missing = 0;
 
-  constructor(sink: Sink, L: KdumpLayout, pageSize: number, cacheSize: number, excludeZero: boolean) {
+  constructor(
+    sink: Sink,
+    L: KdumpLayout,
+    pageSize: number,
+    cacheSize: number,
+    excludeZero: boolean,
+    limit = Infinity,
+  ) {
     this.#sink = sink;
     this.#pageSize = pageSize;
+    this.#L = L;
+    this.#limit = limit;
     this.#descCache = new Uint8Array(Math.max(cacheSize, PAGE_DESC_SIZE));
     this.#descView = new DataView(this.#descCache.buffer);
     this.#descPos = L.dataOffset;
     this.#dataCache = new Uint8Array(Math.max(cacheSize, pageSize));
     this.#dataPos = L.pageDataOffset;
+    this.#floorDesc = L.dataOffset;
+    this.#floorData = L.pageDataOffset;
     this.zeroPageOffset = -1;
     if (excludeZero) {
       this.zeroPageOffset = L.pageDataOffset;
@@ -226,6 +299,11 @@ export class PagePairWriter {
     return this.#dataPos + this.#dataLen;
   }
 
+  /** Descriptors handed to the sink or cached so far. */
+  get descriptors(): number {
+    return (this.#descPos + this.#descLen - this.#L.dataOffset) / PAGE_DESC_SIZE;
+  }
+
   /** Write both caches (data first) and empty them. */
   flush(): void {
     if (this.#dataLen > 0) this.#sink.write(this.#dataPos, this.#dataCache.subarray(0, this.#dataLen));
@@ -234,6 +312,27 @@ export class PagePairWriter {
     if (this.#descLen > 0) this.#sink.write(this.#descPos, this.#descCache.subarray(0, this.#descLen));
     this.#descPos += this.#descLen;
     this.#descLen = 0;
+    this.#remember(this.#descPos, this.#dataPos);
+  }
+
+  #remember(desc: number, data: number): void {
+    const i = this.#ringNext;
+    if (this.#ringLen === BOUNDARY_RING) {
+      this.#floorDesc = this.#ringDesc[i];
+      this.#floorData = this.#ringData[i];
+    } else this.#ringLen++;
+    this.#ringDesc[i] = desc;
+    this.#ringData[i] = data;
+    this.#ringNext = (i + 1) % BOUNDARY_RING;
+  }
+
+  /** The end of the descriptors of the last flush whose data ended at or before `dataEnd`. */
+  #descCut(dataEnd: number): number {
+    for (let k = 1; k <= this.#ringLen; k++) {
+      const i = (this.#ringNext - k + BOUNDARY_RING) % BOUNDARY_RING;
+      if (this.#ringData[i] <= dataEnd) return this.#ringDesc[i];
+    }
+    return this.#floorData <= dataEnd ? this.#floorDesc : this.#L.dataOffset;
   }
 
   /** A descriptor pointing at the shared zero page. */
@@ -241,9 +340,23 @@ export class PagePairWriter {
     this.#add(this.zeroPageOffset, this.#pageSize, 0, null);
   }
 
+  /** A never-written descriptor (all zeros: offset 0) for a page that could not be read. */
+  addMissing(): void {
+    this.#add(0, 0, 0, null);
+    this.missing++;
+  }
+
   /** A descriptor and `data` (size bytes, flags 0 = raw or a codec flag) at the end of the page data. */
   addData(data: Uint8Array, flags: number): void {
     const size = data.length;
+    if (this.dataEnd + size > this.#limit) {
+      throw new OutputFullError(
+        "size-limit",
+        `size limit (${this.#limit}) reached`,
+        this.#sink.label,
+        this.dataEnd,
+      );
+    }
     if (this.#dataLen + size > this.#dataCache.length) this.flush();
     this.#add(this.#dataPos + this.#dataLen, size, flags, data);
   }
@@ -264,6 +377,125 @@ export class PagePairWriter {
       this.#dataLen += size;
     }
   }
+
+  /**
+   * Finish an incomplete file after an interruption or the size limit (the caches hold matched pairs that
+   * fit): write them, finish the sink. Falls back to {@link salvage} when a write fails. Returns the pages
+   * written.
+   */
+  finishPartial(): { pagesWritten: number; fileSize: number } {
+    try {
+      this.flush();
+      const fileSize = this.dataEnd;
+      this.#sink.finish(fileSize);
+      return { pagesWritten: this.descriptors - this.missing, fileSize };
+    } catch (e) {
+      if (asOutputFull(e) === null) throw e;
+      return this.salvage();
+    }
+  }
+
+  /**
+   * After a failed write (ENOSPC): forget what the sink could not write, zero every descriptor on disk whose
+   * data is not (wholly) on disk, and finish the sink at the size it has. Returns the pages kept.
+   */
+  salvage(): { pagesWritten: number; fileSize: number } {
+    const sink = this.#sink;
+    const L = this.#L;
+    this.#descLen = 0;
+    this.#dataLen = 0;
+    const W = sink.writtenRanges;
+    if (W === undefined) {
+      // A sink that does not say what it wrote (dry run, stream): assume the completed flushes.
+      sink.dropPending?.();
+      const fileSize = this.#dataPos;
+      sink.finish(fileSize);
+      const pages = (this.#descPos - L.dataOffset) / PAGE_DESC_SIZE;
+      return { pagesWritten: Math.max(0, pages - this.missing), fileSize };
+    }
+    const first = L.dataOffset, tableEnd = L.pageDataOffset;
+    const zero = (a: number, b: number) => {
+      if (b > a) sink.rewrite(a, new Uint8Array(b - a));
+    };
+    const onDiskEnd = () => {
+      let d = L.pageDataOffset;
+      for (const [a, b] of W.ranges()) if (a <= d && b > d) d = b;
+      return d;
+    };
+    // Page data handed to the sink: on disk or still cached (finish() writes the cached part).
+    let D = this.#dataPos;
+    for (;;) {
+      // Keep the head, the descriptors whose data is kept, and that data; drop the rest of the cache.
+      const cut = this.#descCut(D);
+      sink.dropPending?.(cut, tableEnd);
+      sink.dropPending?.(D);
+      // On-disk descriptor bytes past the cut: their data may be missing.
+      for (const [a, b] of W.ranges()) zero(Math.max(a, cut), Math.min(b, tableEnd));
+      try {
+        sink.truncate?.(D); // frees the blocks of data given up, before the cached bytes are written
+        sink.finish(D);
+      } catch (e) {
+        // Still no room for what is cached: give up the last MiB of data and try again.
+        if (asOutputFull(e) === null || D <= L.pageDataOffset) throw e;
+        D = Math.max(L.pageDataOffset, D - (1 << 20));
+        continue;
+      }
+      // Everything kept must really be on disk now (a failed write may have lost cached blocks).
+      const d = onDiskEnd();
+      if (d < D) {
+        D = d;
+        continue;
+      }
+      // Descriptors below the cut that are only partly on disk (a write cut between two blocks) are zeroed;
+      // the whole ones are the pages written.
+      let whole = 0;
+      for (const [a, b] of W.ranges()) {
+        const lo = Math.max(a, first), hi = Math.min(b, cut);
+        if (hi <= lo) continue;
+        const d0 = first + Math.ceil((lo - first) / PAGE_DESC_SIZE) * PAGE_DESC_SIZE;
+        const d1 = first + Math.floor((hi - first) / PAGE_DESC_SIZE) * PAGE_DESC_SIZE;
+        if (d0 > lo) zero(lo, Math.min(d0, hi));
+        if (d1 < hi && d1 >= d0) zero(d1, hi);
+        if (d1 > d0) whole += (d1 - d0) / PAGE_DESC_SIZE;
+      }
+      return { pagesWritten: Math.max(0, whole - this.missing), fileSize: D };
+    }
+  }
+}
+
+/** Set the incomplete flag (status 0x8) in a kdump header written with `status`. */
+export function markKdumpIncomplete(sink: Sink, status: number): void {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, (status | DUMP_DH_COMPRESSED_INCOMPLETE) >>> 0, true);
+  sink.rewrite(MH.status, b);
+}
+
+/**
+ * What a writer does when writing stops early (`e`): an OutputFullError without `keepIncomplete` and any
+ * other error are rethrown (the caller aborts the sink); otherwise the file is finished as incomplete with
+ * matched pairs only and the header flag set. Returns the description.
+ */
+export function finishIncomplete(
+  e: unknown,
+  out: PagePairWriter,
+  sink: Sink,
+  status: number,
+  total: number,
+  control: WriteControl | undefined,
+): { info: IncompleteInfo; fileSize: number } {
+  const full = asOutputFull(e);
+  const intr = e instanceof DumpInterrupted ? e : null;
+  if (intr === null && (full === null || !control?.keepIncomplete)) throw full ?? e;
+  const r = full?.reason === "no-space" ? out.salvage() : out.finishPartial();
+  if (control?.markIncomplete ?? true) markKdumpIncomplete(sink, status);
+  const info: IncompleteInfo = {
+    reason: intr !== null ? "interrupted" : full!.reason,
+    pagesWritten: r.pagesWritten,
+    pagesTotal: total,
+    signal: intr?.signal,
+    detail: (intr ?? full)!.message,
+  };
+  return { info, fileSize: r.fileSize };
 }
 
 /**
@@ -331,17 +563,26 @@ export function isZeroPage(words: Uint32Array, first: number, wordsPerPage: numb
   return true;
 }
 
-function writePages(src: KdumpSource, opts: KdumpWriteOptions, L: KdumpLayout): KdumpWriteResult {
+function* writePages(
+  src: KdumpSource,
+  opts: KdumpWriteOptions,
+): Generator<void, KdumpWriteResult, undefined> {
   const ps = src.pageSize;
   const sink = opts.sink;
   const codec = opts.codec;
+  const control = opts.control;
+  const status = ((codec?.flag ?? 0) | (opts.extraStatus ?? 0)) >>> 0;
+  const L = writeKdumpHead(src, codec?.flag ?? 0, opts);
   const wordsPerPage = ps >>> 2;
   const excludeZero = (src.dumpLevel & 1) !== 0;
-  const out = new PagePairWriter(sink, L, ps, opts.cacheSize ?? ps << 4, excludeZero);
+  const cacheSize = opts.cacheSize ?? ps << 4;
+  const out = new PagePairWriter(sink, L, ps, cacheSize, excludeZero, control?.sizeLimit);
 
   const runPages = Math.max(1, Math.floor(RUN_BYTES / ps));
   const runBuf = new Uint8Array(runPages * ps);
   const words = new Uint32Array(runBuf.buffer);
+  const bad = new Uint8Array(runPages);
+  const unreadable = new UnreadablePages();
   const res: KdumpWriteResult = {
     dumpablePages: 0,
     zeroPages: 0,
@@ -351,29 +592,65 @@ function writePages(src: KdumpSource, opts: KdumpWriteOptions, L: KdumpLayout): 
   };
   const total = L.numDumpable;
 
-  for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
-    const buf = runBuf.subarray(0, n * ps);
-    readRun(src.mem, start, ps, buf);
-    for (let k = 0; k < n; k++) {
-      if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
-        out.addZero();
-        res.zeroPages++;
-        continue;
+  try {
+    for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
+      const buf = runBuf.subarray(0, n * ps);
+      const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
+      for (let k = 0; k < n; k++) {
+        if (nbad > 0 && bad[k] !== 0) {
+          out.addMissing();
+          continue;
+        }
+        if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
+          out.addZero();
+          res.zeroPages++;
+          continue;
+        }
+        const page = buf.subarray(k * ps, (k + 1) * ps);
+        const c = codec !== null ? codec.compress(page) : null;
+        if (c !== null && c.length < ps) {
+          out.addData(c, codec!.flag);
+          res.compressedPages++;
+        } else {
+          out.addData(page, 0);
+          res.rawPages++;
+        }
       }
-      const page = buf.subarray(k * ps, (k + 1) * ps);
-      const c = codec !== null ? codec.compress(page) : null;
-      if (c !== null && c.length < ps) {
-        out.addData(c, codec!.flag);
-        res.compressedPages++;
-      } else {
-        out.addData(page, 0);
-        res.rawPages++;
-      }
+      res.dumpablePages += n;
+      opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
+      yield;
     }
-    res.dumpablePages += n;
-    opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
+    finishPages(res, out, total, sink);
+  } catch (e) {
+    const r = finishIncomplete(e, out, sink, status, total, control);
+    res.incomplete = r.info;
+    res.fileSize = r.fileSize;
   }
-  return finishPages(res, out, total, sink);
+  return withUnreadable(res, unreadable, out, sink, status, total, control);
+}
+
+/** Record unreadable pages in `res`; a dump that has some is marked incomplete (once). */
+export function withUnreadable(
+  res: KdumpWriteResult,
+  unreadable: UnreadablePages,
+  out: PagePairWriter,
+  sink: Sink,
+  status: number,
+  total: number,
+  control: WriteControl | undefined,
+): KdumpWriteResult {
+  if (unreadable.pages === 0) return res;
+  res.unreadable = unreadable;
+  if (res.incomplete === undefined) {
+    if (control?.markIncomplete ?? true) markKdumpIncomplete(sink, status);
+    res.incomplete = {
+      reason: "read-error",
+      pagesWritten: out.descriptors - out.missing,
+      pagesTotal: total,
+      detail: unreadable.firstError,
+    };
+  }
+  return res;
 }
 
 /** Flush, check the page count, set the file size (shared with the parallel writer). */
