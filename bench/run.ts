@@ -521,7 +521,8 @@ for (const inp of inputs) {
     .flatMap((r) => ok(r.samples.vmsift)).filter((s) => Number.isFinite(s.scanSeconds));
   const secs = median(ss.map((s) => s.scanSeconds!));
   const pages = median(ss.map((s) => s.structPagesScanned!));
-  scan[inp.name] = { seconds: secs, structPages: pages, secondsPer64GiB: secs * (64 * GiB / 4096) / pages };
+  // Scaled by the input's memory (the scan covers all of it, skipping what the buddy lists show free).
+  scan[inp.name] = { seconds: secs, structPages: pages, secondsPer64GiB: secs * 64 * GiB / inp.memBytes };
 }
 
 const mib = (b: number) => fmtNum(b / MiB, 1);
@@ -575,7 +576,7 @@ const lines = [
   ...summaries.filter((s) => s.note).map((s) => `note ${s.input} ${s.command}: ${s.note}`),
   ...Object.entries(scan).map(([k, v]) =>
     `struct page scan ${k}: ${fmtNum(v.seconds, 3)} s for ${v.structPages} struct pages = ` +
-    `${fmtNum(v.secondsPer64GiB, 2)} s per 64 GiB`
+    `${fmtNum(v.secondsPer64GiB, 2)} s per 64 GiB of input memory`
   ),
   `start-up (--version, median of 5): ${
     Object.entries(start).map(([k, v]) => `${k} ${v.toFixed(3)} s`).join(", ")

@@ -18,10 +18,11 @@ import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
 
 /**
- * Default memory budget for the two bitmaps together (KiB): 8 MiB holds both bitmaps of a 128 GiB machine;
- * beyond that they go to a file beside DUMPFILE, so the process stays well under 64 MiB RSS at any size.
+ * Default memory budget for the two bitmaps together (KiB): 4 MiB (makedumpfile's largest cyclic buffer)
+ * holds both bitmaps of a 64 GiB machine; beyond that they go to a file beside DUMPFILE with a cache of the
+ * same size, so the process stays under 64 MiB RSS at any memory size.
  */
-export const DEFAULT_BITMAP_BUDGET_KIB = 8192;
+export const DEFAULT_BITMAP_BUDGET_KIB = 4096;
 
 /**
  * -F streams records in the order they are written, headers first: crash reads a flattened file only when

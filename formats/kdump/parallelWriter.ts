@@ -42,7 +42,13 @@ import {
   withUnreadable,
   writeKdumpHead,
 } from "./writer.ts";
-import { DumpInterrupted, readRunChecked, UnreadablePages, YIELD_INTERVAL_MS } from "../incomplete.ts";
+import {
+  DumpInterrupted,
+  LoopYielder,
+  readRunChecked,
+  UnreadablePages,
+  YIELD_INTERVAL_MS,
+} from "../incomplete.ts";
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {
@@ -301,9 +307,6 @@ class ParallelRun {
   async pages(out: PagePairWriter, total: number): Promise<void> {
     this.#out = out;
     this.#total = total;
-    const src = this.#src;
-    const ps = src.pageSize;
-    const B = this.#batchPages;
     // one batch being filled, and with mainCompresses two more: one compressed here, one waiting for the
     // oldest batch of a worker
     const local = this.#mainCompresses ? 2 : 0;
@@ -311,7 +314,18 @@ class ParallelRun {
       this.#free.push(this.#newSlot());
     }
     if (this.#mainCompresses) this.#channel = new MessageChannel();
+    let loop: LoopYielder | null = null;
+    try {
+      await this.#pageLoop(() => loop ??= new LoopYielder());
+    } finally {
+      (loop as LoopYielder | null)?.close();
+    }
+  }
 
+  async #pageLoop(yielder: () => LoopYielder): Promise<void> {
+    const src = this.#src;
+    const ps = src.pageSize;
+    const B = this.#batchPages;
     let cur: Slot | null = null;
     const interrupted = this.#opts.control?.interrupted;
     let lastYield = performance.now();
@@ -340,7 +354,7 @@ class ParallelRun {
           if (interrupted !== undefined) {
             // let the event loop turn now and then (signal listeners), then look at the flag
             if (performance.now() - lastYield >= YIELD_INTERVAL_MS) {
-              await new Promise<void>((resolve) => setTimeout(resolve, 0));
+              await yielder().turn();
               lastYield = performance.now();
             }
             const sig = interrupted();

@@ -83,8 +83,8 @@ export interface KdumpWriteResult {
   unreadable?: UnreadablePages;
 }
 
-/** Pages read from memory in one readPhys call at most (4 MiB of 4 KiB pages). */
-const RUN_BYTES = 4 << 20;
+/** Pages read from memory in one readPhys call at most (2 MiB of 4 KiB pages). */
+const RUN_BYTES = 2 << 20;
 
 /** Compute the layout of the file writeKdump would produce for `src`. */
 export function layoutFor(src: KdumpSource): KdumpLayout {
