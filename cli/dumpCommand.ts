@@ -157,9 +157,15 @@ async function dumpCommand(
   const done = result.write.incomplete?.pagesWritten ?? result.write.dumpablePages;
   progress.finish(done, result.write.incomplete?.pagesTotal ?? done, result.write.fileSize);
   if (result.scan.ran) {
+    // Struct pages read (the whole vmemmap of present memory, once) and how many were classified one by one
+    // (a free buddy block or a compound page is decided by its head, its tails are skipped).
     const s = result.scan;
-    const rate = s.seconds > 0 ? Math.round(s.pagesScanned / s.seconds) : 0;
-    msg.report(`Struct page scan: ${s.pagesScanned} pages in ${s.seconds.toFixed(3)} s (${rate} pages/s)`);
+    const structPages = Math.round(s.vmemmapBytesRead / s.structPageSize);
+    const rate = s.seconds > 0 ? (structPages / s.seconds / 1e6).toFixed(1) : "-";
+    msg.report(
+      `Struct page scan: ${structPages} struct pages (${s.vmemmapBytesRead} bytes, read once; ${s.pagesScanned} ` +
+        `classified one by one) in ${s.seconds.toFixed(3)} s (${rate} M struct pages/s)`,
+    );
   }
   if (result.vmemmap !== undefined) {
     const v = result.vmemmap;

@@ -53,6 +53,8 @@ export interface ScanResult {
   seconds: number;
   /** Bytes of struct pages read from the dump (one pass: ≈ present pages × SIZE(page)). */
   vmemmapBytesRead: number;
+  /** Size of one struct page (SIZE(page)), so vmemmapBytesRead / structPageSize = struct pages read. */
+  structPageSize: number;
   /** -d 16 asked but free pages are not findable in mem_map (needs the free-list walk, not done here). */
   freeListWalkNeeded: boolean;
 }
@@ -103,6 +105,7 @@ export function excludeUnnecessaryPages(
     pagesScanned: 0,
     seconds: 0,
     vmemmapBytesRead: 0,
+    structPageSize: scheme.pageStructSize,
     freeListWalkNeeded: (dumpLevel & 16) !== 0 && !scheme.pageIsBuddy,
   };
   if (!scanNeeded(scheme, dumpLevel)) return result;
