@@ -1,5 +1,6 @@
 import { VmsiftError } from "../core/errors.ts";
 import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
+import { MappedFile } from "../io/mappedFile.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
 import { type ElfNote, NT_PRSTATUS, parseNotes } from "./elfNotes.ts";
 
@@ -35,6 +36,8 @@ export class ElfCore implements PhysicalMemory {
   /** e_flags (bit 0 = incomplete dump, set by makedumpfile -E). */
   readonly eFlags: number;
   readonly phoff: number;
+  /** Page data is copied out of an mmap window when possible (see io/mappedFile.ts), else read(). */
+  mapped: MappedFile | undefined;
 
   private constructor(
     file: PositionalFile,
@@ -51,13 +54,20 @@ export class ElfCore implements PhysicalMemory {
     this.notes = notes;
     this.eFlags = eFlags;
     this.phoff = phoff;
+    this.mapped = undefined;
   }
 
-  /** Open and parse; throws VmsiftError naming the file and offset on any malformed header. */
-  static open(path: string): ElfCore {
+  /**
+   * Open and parse; throws VmsiftError naming the file and offset on any malformed header. Page data is
+   * read through an mmap window when the FFI permission is granted and the file can be mapped
+   * (`mmap: false` forces read()).
+   */
+  static open(path: string, opts: { mmap?: boolean } = {}): ElfCore {
     const file = PositionalFile.open(path);
     try {
-      return ElfCore.#parse(file);
+      const core = ElfCore.#parse(file);
+      if (opts.mmap !== false) core.mapped = MappedFile.open(path, file.size);
+      return core;
     } catch (e) {
       file.close();
       throw e;
@@ -222,7 +232,11 @@ export class ElfCore implements PhysicalMemory {
       const inSeg = Math.min(out.length - pos, s.paddr + s.memSize - a);
       const rel = a - s.paddr;
       const fromFile = Math.max(0, Math.min(inSeg, s.fileSize - rel));
-      if (fromFile > 0) this.file.readExact(s.fileOffset + rel, out.subarray(pos, pos + fromFile));
+      if (fromFile > 0) {
+        const part = out.subarray(pos, pos + fromFile);
+        if (this.mapped !== undefined) this.mapped.readExact(s.fileOffset + rel, part);
+        else this.file.readExact(s.fileOffset + rel, part);
+      }
       if (fromFile < inSeg) out.fill(0, pos + fromFile, pos + inSeg);
       pos += inSeg;
       idx++;
@@ -231,6 +245,8 @@ export class ElfCore implements PhysicalMemory {
   }
 
   close(): void {
+    this.mapped?.close();
+    this.mapped = undefined;
     this.file.close();
   }
 }

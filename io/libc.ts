@@ -37,6 +37,8 @@ const SYMBOLS = {
   unlink: { parameters: ["buffer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -151,6 +153,22 @@ export function memalign(alignment: number, size: number): Deno.PointerObject {
 /** free(3). */
 export function memfree(p: Deno.PointerObject): void {
   L().free(p);
+}
+
+const PROT_READ = 1;
+const MAP_SHARED = 1;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/** mmap(2) of `length` bytes of `fd` at `offset` (page aligned), read-only and shared: pointer or -errno. */
+export function sysMmapRead(fd: number, length: number, offset: number): Deno.PointerObject | number {
+  const p = L().mmap(null, BigInt(length), PROT_READ, MAP_SHARED, fd, BigInt(offset));
+  if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) return -errno();
+  return p;
+}
+
+/** munmap(2). */
+export function sysMunmap(p: Deno.PointerObject, length: number): number {
+  return L().munmap(p, BigInt(length)) === 0 ? 0 : -errno();
 }
 
 /** strerror(3) text for an errno value (positive or negative). */

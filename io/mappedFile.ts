@@ -1,0 +1,110 @@
+/**
+ * Reads of a large file (the vmcore) through a sliding mmap window, as makedumpfile reads /proc/vmcore
+ * (mmap support in /proc/vmcore since Linux 3.11 exists because read() of it copies page by page). Copying
+ * out of the window costs no system call; holes of sparse files map the shared zero page. The window is
+ * unmapped before the next one is mapped, so resident memory stays bounded by the window size.
+ * Needs --allow-ffi (libc mmap/munmap); `open` returns undefined when mmap is not possible (no FFI
+ * permission, a file that cannot be mapped), and callers then use read().
+ */
+import { VmsiftError } from "../core/errors.ts";
+import { libcAvailable, strerror, sysClose, sysMmapRead, sysMunmap, sysOpen } from "./libc.ts";
+
+/** Default window: 4 MiB, as makedumpfile (MAP_REGION): mapped pages count in RSS, so the window stays small. */
+export const DEFAULT_WINDOW = 4 << 20;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+const PAGE = 4096;
+
+/** A read-only file read through an mmap window. */
+export class MappedFile {
+  readonly path: string;
+  readonly size: number;
+  readonly #fd: number;
+  readonly #window: number;
+  #ptr: Deno.PointerObject | null = null;
+  #mapStart = 0;
+  #mapLen = 0;
+  #view: Uint8Array = new Uint8Array(0);
+  /** mmap calls made (for tests and benchmarks). */
+  maps = 0;
+
+  private constructor(path: string, fd: number, size: number, window: number) {
+    this.path = path;
+    this.#fd = fd;
+    this.size = size;
+    this.#window = window;
+  }
+
+  /** Open `path` for mapped reads; undefined when mmap cannot be used here (the caller falls back). */
+  static open(path: string, size: number, window = DEFAULT_WINDOW): MappedFile | undefined {
+    if (size === 0 || !ffiGranted() || !libcAvailable()) return undefined;
+    const fd = sysOpen(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return undefined;
+    const f = new MappedFile(path, fd, size, Math.max(PAGE, window - (window % PAGE)));
+    // Probe: some files (pipes, some /proc files on old kernels) refuse mmap.
+    if (!f.#map(0)) {
+      f.close();
+      return undefined;
+    }
+    return f;
+  }
+
+  /** Copy file bytes [offset, offset + out.length) into out; the range must lie inside the file. */
+  readExact(offset: number, out: Uint8Array): void {
+    let done = 0;
+    while (done < out.length) {
+      const at = offset + done;
+      if (at < this.#mapStart || at >= this.#mapStart + this.#mapLen) {
+        if (!this.#map(at)) {
+          throw new VmsiftError("mmap of the file failed", { file: this.path, offset: at });
+        }
+      }
+      const n = Math.min(out.length - done, this.#mapStart + this.#mapLen - at);
+      out.set(this.#view.subarray(at - this.#mapStart, at - this.#mapStart + n), done);
+      done += n;
+    }
+  }
+
+  #map(at: number): boolean {
+    this.#unmap();
+    const start = at - (at % PAGE);
+    const len = Math.min(this.#window, this.size - start);
+    if (len <= 0) return false;
+    const p = sysMmapRead(this.#fd, len, start);
+    if (typeof p === "number") {
+      this.lastError = strerror(p);
+      return false;
+    }
+    this.#ptr = p;
+    this.#mapStart = start;
+    this.#mapLen = len;
+    this.#view = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, len));
+    this.maps++;
+    return true;
+  }
+
+  /** The error of the last failed mmap, for messages. */
+  lastError = "";
+
+  #unmap(): void {
+    if (this.#ptr !== null) {
+      this.#view = new Uint8Array(0);
+      sysMunmap(this.#ptr, this.#mapLen);
+      this.#ptr = null;
+      this.#mapLen = 0;
+    }
+  }
+
+  close(): void {
+    this.#unmap();
+    sysClose(this.#fd);
+  }
+}
+
+function ffiGranted(): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { MappedFile } from "../io/mappedFile.ts";
+import { ElfCore } from "../formats/elfCore.ts";
+import { buildElfCore } from "./support/miniElf.ts";
+import { tempDir } from "./support/run.ts";
+
+Deno.test("mappedFile: reads across window boundaries equal the file bytes; ElfCore uses it", () => {
+  const dir = tempDir();
+  try {
+    const path = `${dir}/f.bin`;
+    const data = new Uint8Array(3 * 65536 + 123).map((_, i) => (i * 7 + (i >> 9)) & 0xff);
+    Deno.writeFileSync(path, data);
+    const m = MappedFile.open(path, data.length, 65536);
+    assert.ok(m, "mmap works on this filesystem");
+    for (
+      const [off, len] of [[0, 10], [65530, 20], [65536 * 2 - 1, 65538], [data.length - 5, 5], [
+        0,
+        data.length,
+      ]]
+    ) {
+      const out = new Uint8Array(len);
+      m.readExact(off, out);
+      assert.deepEqual(out, data.subarray(off, off + len), `${off}+${len}`);
+    }
+    assert.ok(m.maps >= 3, "the window moved");
+    m.close();
+
+    const core = buildElfCore([{ paddr: 0x1000, data: data.subarray(0, 8192) }], [
+      { name: "CORE", type: 1, desc: new Uint8Array(336) },
+    ]);
+    Deno.writeFileSync(`${dir}/core`, core);
+    const a = ElfCore.open(`${dir}/core`);
+    const b = ElfCore.open(`${dir}/core`, { mmap: false });
+    assert.ok(a.mapped !== undefined && b.mapped === undefined);
+    const x = new Uint8Array(8192), y = new Uint8Array(8192);
+    assert.ok(a.readPhys(0x1000, x) && b.readPhys(0x1000, y));
+    assert.deepEqual(x, y);
+    assert.deepEqual(x, data.subarray(0, 8192));
+    a.close();
+    b.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
