@@ -28,7 +28,7 @@ export { formatVtop, X86Translator } from "./core/pageTable.ts";
 /** The memory model: translator, sparse sections, max_mapnr, page-type scheme, kernel image range. */
 export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
 /** The single struct-page scan that excludes pages by dump level. */
-export { type ExclusionCounts, excludeUnnecessaryPages, type ScanResult } from "./core/scan.ts";
+export { excludeUnnecessaryPages, type ExclusionCounts, type ScanResult } from "./core/scan.ts";
 /** Marking present pages (bitmap 1) from the PT_LOAD segments. */
 export { markPresentPages } from "./core/presentPages.ts";
 /** Page counts in makedumpfile's terms, its report table and JSON. */
@@ -50,8 +50,8 @@ export { type KdumpSource, type KdumpWriteResult, writeKdump } from "./formats/k
 /** The kdump-compressed reader (also a PhysicalMemory for re-filtering). */
 export { KdumpFile } from "./formats/kdump/reader.ts";
 /** Re-read every page of a dump and compare it with the vmcore. */
-export { type VerifyReport, verifyDump } from "./formats/kdump/verify.ts";
+export { verifyDump, type VerifyReport } from "./formats/kdump/verify.ts";
 /** Header, bitmap and descriptor summary of a dump. */
-export { type DumpInfo, describeDump } from "./formats/kdump/info.ts";
+export { describeDump, type DumpInfo } from "./formats/kdump/info.ts";
 /** One whole dump: vmcore in, kdump-compressed file out. */
 export { type DumpRequest, type DumpResult, runDump } from "./cli/dump.ts";

@@ -8,7 +8,7 @@ import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
 import { markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
-import type { PageStats } from "../core/stats.ts";
+import { type PageStats, pageStatsOf } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import {
   type KdumpSource,
@@ -110,6 +110,11 @@ async function runDumpAtLevel(req: DumpRequest, lastLevel: boolean): Promise<Dum
   const t0 = performance.now();
   const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
   const { core, info } = input;
+  req.debug?.(
+    core.mapped !== undefined
+      ? `input: ${req.vmcore} read through an mmap window`
+      : `input: ${req.vmcore} read with read() (mmap not possible here)`,
+  );
   try {
     const model = buildMemoryModel(core, info, { kernelImageGuard: req.imageGuard ?? true });
     const maxMapnr = model.maxMapnr;
@@ -172,21 +177,7 @@ async function dumpWithBitmaps(
     };
     const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
     const write = await writeForm(req, control, src, extraStatus, core);
-    const c = scan.counts;
-    const stats: PageStats = {
-      original,
-      zero: write.zeroPages,
-      cache: c.cache,
-      cachePrivate: c.cachePrivate,
-      user: c.user,
-      free: c.free,
-      hwpoison: c.hwpoison,
-      offline: c.offline,
-      memoryHole: maxMapnr - original,
-      total: maxMapnr,
-      keptKernelImage: c.keptKernelImage,
-      keptUnreadable: c.keptUnreadable,
-    };
+    const stats = pageStatsOf(original, maxMapnr, scan.counts, write.zeroPages);
     return {
       stats,
       scan,

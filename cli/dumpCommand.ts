@@ -14,6 +14,7 @@ import { sniffDumpFormat } from "../formats/kdump/inputKdump.ts";
 import { refilterKdump } from "../formats/kdump/refilter.ts";
 import { type DumpResult, runDump } from "./dump.ts";
 import type { CliOptions } from "./options.ts";
+import { pathExists } from "./input.ts";
 import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
 
@@ -85,7 +86,7 @@ async function dumpCommand(
 ): Promise<CommandResult> {
   const outputs = splitFiles ?? (opts.flat ? [] : [dumpfile]);
   for (const out of outputs) {
-    if (!opts.force && !opts.dryRun && exists(out)) {
+    if (!opts.force && !opts.dryRun && pathExists(out)) {
       throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: out });
     }
   }
@@ -226,13 +227,4 @@ async function dumpCommand(
   else msg.common(`\nThe dumpfile${outputs.length > 1 ? "s are" : " is"} saved to ${outputs.join(", ")}.`);
   msg.common("\nvmsift Completed.");
   return result;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

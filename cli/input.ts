@@ -72,3 +72,13 @@ export function openDumpInput(vmcore: string, vmcoreinfoFile?: string): DumpInpu
     throw e;
   }
 }
+
+/** True when something (file, link, directory) exists at `path`. */
+export function pathExists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

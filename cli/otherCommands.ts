@@ -7,13 +7,13 @@ import { formatVtop } from "../core/pageTable.ts";
 import { DmesgError, extractDmesg } from "../core/printk.ts";
 import { describeDump, renderInfo } from "../formats/kdump/info.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
-import { openDumpInput } from "./input.ts";
+import { openDumpInput, pathExists } from "./input.ts";
 import type { Messages } from "./messages.ts";
 import type { CliOptions } from "./options.ts";
 
 /** --dump-dmesg VMCORE LOGFILE: the kernel log in makedumpfile's format. */
 export function runDmesgCommand(vmcore: string, logfile: string, opts: CliOptions, msg: Messages): number {
-  if (!opts.force && exists(logfile)) {
+  if (!opts.force && pathExists(logfile)) {
     throw new VmsiftError("LOGFILE already exists (use -f to overwrite)", { file: logfile });
   }
   const input = openDumpInput(vmcore, opts.vmcoreinfoFile);
@@ -78,13 +78,4 @@ export function runVerifyCommand(dumpfile: string, vmcore: string, opts: CliOpti
     console.log(`${dumpfile}: ${r.summary} (${r.seconds.toFixed(2)} s)`);
   }
   return r.ok ? 0 : 1;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

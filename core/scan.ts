@@ -25,19 +25,14 @@ import {
   PGMM_CACHED,
   scanNeeded,
 } from "./pageClass.ts";
+import type { ClassCounts } from "./stats.ts";
 
-/** Pages excluded per class, and pages kept for a reason of ours. */
-export interface ExclusionCounts {
-  cache: number;
-  cachePrivate: number;
-  user: number;
-  free: number;
-  hwpoison: number;
-  offline: number;
-  /** Pages the rules would exclude but that lie in the kernel image. */
-  keptKernelImage: number;
-  /** Present pages whose struct page could not be translated or read. */
-  keptUnreadable: number;
+/**
+ * Pages excluded per class, and pages kept for a reason of ours: ClassCounts (keptKernelImage = pages the
+ * rules would exclude but that lie in the kernel image; keptUnreadable = present pages whose struct page
+ * could not be translated or read), plus:
+ */
+export interface ExclusionCounts extends ClassCounts {
   /** Present pages below max_mapnr in sections without a mem_map (not examined; makedumpfile keeps them). */
   keptNoMemMap: number;
   /** Buddy pages with an order ≥ LENGTH(zone.free_area) (kept; makedumpfile warns). */

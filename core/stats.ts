@@ -102,3 +102,33 @@ export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<stri
     ...more,
   };
 }
+
+/** The per-class counts a scan produces (core/scan.ts ExclusionCounts has these and more). */
+export interface ClassCounts {
+  cache: number;
+  cachePrivate: number;
+  user: number;
+  free: number;
+  hwpoison: number;
+  offline: number;
+  keptKernelImage: number;
+  keptUnreadable: number;
+}
+
+/** PageStats of a dump from its present pages, max_mapnr, the scan's counts and the writer's zero pages. */
+export function pageStatsOf(original: number, maxMapnr: number, c: ClassCounts, zero: number): PageStats {
+  return {
+    original,
+    zero,
+    cache: c.cache,
+    cachePrivate: c.cachePrivate,
+    user: c.user,
+    free: c.free,
+    hwpoison: c.hwpoison,
+    offline: c.offline,
+    memoryHole: maxMapnr - original,
+    total: maxMapnr,
+    keptKernelImage: c.keptKernelImage,
+    keptUnreadable: c.keptUnreadable,
+  };
+}

@@ -10,7 +10,9 @@ function validCore(withVmcoreinfo: boolean): Uint8Array {
     [{ paddr: 0, data: new Uint8Array(16384) }],
     [
       { name: "CORE", type: 1, desc: new Uint8Array(336) },
-      ...(withVmcoreinfo ? [{ name: "VMCOREINFO", type: 0, desc: new TextEncoder().encode("OSRELEASE=x\n") }] : []),
+      ...(withVmcoreinfo
+        ? [{ name: "VMCOREINFO", type: 0, desc: new TextEncoder().encode("OSRELEASE=x\n") }]
+        : []),
     ],
   );
 }
@@ -32,30 +34,53 @@ Deno.test("cli errors: bad vmcores and outputs give one line naming the file, ex
   try {
     const out = `${dir}/out.kdump`;
     const notElf = `${dir}/not-elf`;
-    Deno.writeTextFileSync(notElf, "this is plainly not an ELF core file, but long enough to read a header...");
+    Deno.writeTextFileSync(
+      notElf,
+      "this is plainly not an ELF core file, but long enough to read a header...",
+    );
     await expectFailure(["-d", "31", notElf, out], out, new RegExp(`${notElf}: offset 0x0: not an ELF file`));
 
     const good = validCore(true);
     const truncPh = `${dir}/trunc-ph`;
     Deno.writeFileSync(truncPh, good.slice(0, 64 + 30));
-    await expectFailure(["-d", "1", truncPh, out], out, /trunc-ph: offset 0x40: program headers .* truncated/);
+    await expectFailure(
+      ["-d", "1", truncPh, out],
+      out,
+      /trunc-ph: offset 0x40: program headers .* truncated/,
+    );
 
     const beyond = `${dir}/beyond`;
     Deno.writeFileSync(beyond, good.slice(0, good.length - 4096));
-    await expectFailure(["-d", "1", beyond, out], out, /beyond: offset 0x[0-9a-f]+: program header 1 \(PT_LOAD/);
+    await expectFailure(
+      ["-d", "1", beyond, out],
+      out,
+      /beyond: offset 0x[0-9a-f]+: program header 1 \(PT_LOAD/,
+    );
 
     const noVi = `${dir}/no-vmcoreinfo`;
     Deno.writeFileSync(noVi, validCore(false));
-    await expectFailure(["-d", "1", noVi, out], out, /no-vmcoreinfo: offset 0x[0-9a-f]+: .*no VMCOREINFO note.*-i/);
+    await expectFailure(
+      ["-d", "1", noVi, out],
+      out,
+      /no-vmcoreinfo: offset 0x[0-9a-f]+: .*no VMCOREINFO note.*-i/,
+    );
 
     await expectFailure(["-d", "1", `${dir}/missing`, out], out, /missing: cannot open for reading/);
 
     const exists = `${dir}/exists.kdump`;
     Deno.writeTextFileSync(exists, "keep me");
     await expectFailure(["-d", "1", noVi, exists], null, /exists\.kdump: .*already exists.*-f/);
-    assert.equal(Deno.readTextFileSync(exists), "keep me", "an existing DUMPFILE is never touched without -f");
+    assert.equal(
+      Deno.readTextFileSync(exists),
+      "keep me",
+      "an existing DUMPFILE is never touched without -f",
+    );
 
-    await expectFailure(["-i", `${dir}/no-such-vmcoreinfo`, "-d", "1", noVi, out], out, /no-such-vmcoreinfo: cannot read/);
+    await expectFailure(
+      ["-i", `${dir}/no-such-vmcoreinfo`, "-d", "1", noVi, out],
+      out,
+      /no-such-vmcoreinfo: cannot read/,
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -33,7 +33,9 @@ Deno.test({
         ]);
         assert.equal(r.code, 0, r.stderr);
         const got = JSON.parse(Deno.readTextFileSync(json));
-        for (const [k, v] of Object.entries(exp.dump_levels[level])) assert.equal(got[k], v, `-d ${level}: ${k}`);
+        for (const [k, v] of Object.entries(exp.dump_levels[level])) {
+          assert.equal(got[k], v, `-d ${level}: ${k}`);
+        }
         assert.match(r.stdout, /Original pages {2}: 0x0000000000007fe0/);
         const v = await runVmsift(["verify", out, vmcore]);
         assert.equal(v.code, 0, v.stdout + v.stderr);

@@ -35,14 +35,21 @@ Deno.test("elf: segments, notes, nr_cpus and reads, with program headers at 64 a
     const c = ElfCore.open(path);
     assert.equal(c.phoff, phoff);
     assert.equal(c.segments.length, 2);
-    assert.deepEqual([c.segments[1].paddr, c.segments[1].fileSize, c.segments[1].memSize], [0x10000, 4196, 8192]);
+    assert.deepEqual([c.segments[1].paddr, c.segments[1].fileSize, c.segments[1].memSize], [
+      0x10000,
+      4196,
+      8192,
+    ]);
     assert.equal(c.nrCpus, 2, "only CORE/NT_PRSTATUS notes count");
     assert.equal(c.notes.length, 5);
     const vi = c.vmcoreinfoNote!;
     assert.equal(new TextDecoder().decode(vi.desc), "OSRELEASE=6.1.0\nPAGESIZE=4096\n");
     // desc offset points at the text inside the file
     const file = Deno.readFileSync(path);
-    assert.equal(new TextDecoder().decode(file.subarray(vi.descFileOffset, vi.descFileOffset + 9)), "OSRELEASE");
+    assert.equal(
+      new TextDecoder().decode(file.subarray(vi.descFileOffset, vi.descFileOffset + 9)),
+      "OSRELEASE",
+    );
     const buf = new Uint8Array(16);
     assert.ok(c.readPhys(4090, buf));
     assert.deepEqual([...buf.subarray(0, 6)], [250, 251, 252, 253, 254, 255]);
@@ -58,25 +65,41 @@ Deno.test("elf: segments, notes, nr_cpus and reads, with program headers at 64 a
 Deno.test("elf: malformed files give one VmsiftError naming the file and offset", () => {
   const good = sample();
   const cases: [string, Uint8Array, RegExp][] = [
-    ["not an ELF", enc.encode("hello world, this is not an ELF file at all......................................"), /bad magic/],
+    [
+      "not an ELF",
+      enc.encode("hello world, this is not an ELF file at all......................................"),
+      /bad magic/,
+    ],
     ["tiny", new Uint8Array(10), /only 10 bytes/],
     ["truncated program headers", good.slice(0, 64 + 56), /program headers .* truncated/],
     ["PT_LOAD beyond EOF", good.slice(0, good.length - 10), /needs bytes up to/],
-    ["ELF32", (() => {
-      const b = good.slice();
-      b[4] = 1;
-      return b;
-    })(), /not ELF64/],
-    ["big endian", (() => {
-      const b = good.slice();
-      b[5] = 2;
-      return b;
-    })(), /little-endian/],
-    ["not x86_64", (() => {
-      const b = good.slice();
-      b[18] = 183;
-      return b;
-    })(), /unsupported machine/],
+    [
+      "ELF32",
+      (() => {
+        const b = good.slice();
+        b[4] = 1;
+        return b;
+      })(),
+      /not ELF64/,
+    ],
+    [
+      "big endian",
+      (() => {
+        const b = good.slice();
+        b[5] = 2;
+        return b;
+      })(),
+      /little-endian/,
+    ],
+    [
+      "not x86_64",
+      (() => {
+        const b = good.slice();
+        b[18] = 183;
+        return b;
+      })(),
+      /unsupported machine/,
+    ],
   ];
   for (const [what, bytes, re] of cases) {
     const path = tmpFile(bytes);

@@ -166,7 +166,12 @@ Deno.test(
         const b = bitmaps(on.core, on.model.maxMapnr);
         const ra = excludeUnnecessaryPages(off.model, level, a.b1, a.b2).counts;
         const rb = excludeUnnecessaryPages(on.model, level, b.b1, b.b2).counts;
-        const diff = [ra.cache - rb.cache, ra.cachePrivate - rb.cachePrivate, ra.user - rb.user, ra.free - rb.free];
+        const diff = [
+          ra.cache - rb.cache,
+          ra.cachePrivate - rb.cachePrivate,
+          ra.user - rb.user,
+          ra.free - rb.free,
+        ];
         assert.deepEqual(diff, moved[level], `-d ${level}`);
         assert.equal(rb.keptKernelImage, diff.reduce((x, y) => x + y), `-d ${level}`);
         // Every bit that differs lies inside the image range; nothing outside moved.

@@ -14,14 +14,15 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** `unshare -n` (no network at all) when this machine lets us; plain otherwise. */
 const NO_NET: string[] = (() => {
   try {
-    const r = new Deno.Command("unshare", { args: ["-n", "true"], stdout: "null", stderr: "null" }).outputSync();
+    const r = new Deno.Command("unshare", { args: ["-n", "true"], stdout: "null", stderr: "null" })
+      .outputSync();
     return r.code === 0 ? ["unshare", "-n", "/usr/bin/env"] : ["/usr/bin/env"];
   } catch {
     return ["/usr/bin/env"];
   }
 })();
 
-Deno.test("shipped: the bundled vmsift.js dumps and verifies the sample under env -i, no cache", async () => {
+Deno.test("shipped: the bundled vmsift.js dumps and verifies the sample under env -i, no cache", () => {
   const dir = tempDir("vmsift-shipped-");
   try {
     const bundle = `${dir}/vmsift.js`;

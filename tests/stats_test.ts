@@ -28,7 +28,9 @@ Deno.test({
       const want = Deno.readTextFileSync(`${REAL_DIR}/makedumpfile-d${level}.report.txt`);
       assert.equal(formatReport(fromExpected(exp.dump_levels[level])), want, `level ${level}`);
       const j = statsJson(fromExpected(exp.dump_levels[level]));
-      for (const [k, v] of Object.entries(exp.dump_levels[level])) assert.equal(j[k], v, `${k} at level ${level}`);
+      for (const [k, v] of Object.entries(exp.dump_levels[level])) {
+        assert.equal(j[k], v, `${k} at level ${level}`);
+      }
     }
   },
 });

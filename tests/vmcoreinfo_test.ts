@@ -44,7 +44,9 @@ Deno.test("vmcoreinfo: every key form", () => {
 
 Deno.test("vmcoreinfo: missing and malformed keys are VmsiftErrors naming the key and the source", () => {
   const v = VmcoreInfo.parse("SIZE(page)=sixty\nSYMBOL(x)=zz\nNUMBER(y)=1x2y\n", "/tmp/vi.txt");
-  for (const f of [() => v.size("page"), () => v.symbol("x"), () => v.number("y"), () => v.requireSymbol("prb")]) {
+  for (
+    const f of [() => v.size("page"), () => v.symbol("x"), () => v.number("y"), () => v.requireSymbol("prb")]
+  ) {
     assert.throws(f, (e: unknown) => {
       assert.ok(e instanceof VmsiftError);
       assert.equal(e.place.file, "/tmp/vi.txt");

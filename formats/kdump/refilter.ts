@@ -19,7 +19,7 @@ import { VmsiftError } from "../../core/errors.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
 import { buildMemoryModel, type MemoryModel } from "../../core/memoryModel.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../../core/scan.ts";
-import type { PageStats } from "../../core/stats.ts";
+import { type PageStats, pageStatsOf } from "../../core/stats.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../../core/vmemmapExclude.ts";
 import { VmcoreInfo } from "../../core/vmcoreinfo.ts";
 import { createBitmaps } from "../../io/fileBitmap.ts";
@@ -284,22 +284,7 @@ export function refilterKdump(req: RefilterRequest): RefilterResult {
         throw e;
       }
     }
-    const c = f.scan.counts;
-    const maxMapnr = f.source.maxMapnr;
-    const stats: PageStats = {
-      original: f.original,
-      zero: write.zeroPages,
-      cache: c.cache,
-      cachePrivate: c.cachePrivate,
-      user: c.user,
-      free: c.free,
-      hwpoison: c.hwpoison,
-      offline: c.offline,
-      memoryHole: maxMapnr - f.original,
-      total: maxMapnr,
-      keptKernelImage: c.keptKernelImage,
-      keptUnreadable: c.keptUnreadable,
-    };
+    const stats = pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages);
     return {
       stats,
       scan: f.scan,

@@ -26,13 +26,13 @@ import { SH } from "./header.ts";
 import {
   bitmapRuns,
   finishIncomplete,
-  isZeroPage,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
   PagePairWriter,
   readPageLenient,
   readRun,
+  storeRunPages,
   withUnreadable,
   writeKdumpHead,
 } from "./writer.ts";
@@ -204,7 +204,6 @@ function* splitPages(
     stopped[i] = true;
   };
 
-  const wordsPerPage = ps >>> 2;
   const runPages = Math.max(1, Math.floor(RUN_BYTES / ps));
   const runBuf = new Uint8Array(runPages * ps);
   const words = new Uint32Array(runBuf.buffer);
@@ -228,26 +227,7 @@ function* splitPages(
           const buf = runBuf.subarray(0, take * ps);
           const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable[f], readRun, readPageLenient);
           try {
-            for (let k = 0; k < take; k++) {
-              if (nbad > 0 && bad[k] !== 0) {
-                out.addMissing();
-                continue;
-              }
-              if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
-                out.addZero();
-                res.zeroPages++;
-                continue;
-              }
-              const page = buf.subarray(k * ps, (k + 1) * ps);
-              const c = codec !== null ? codec.compress(page) : null;
-              if (c !== null && c.length < ps) {
-                out.addData(c, codec!.flag);
-                res.compressedPages++;
-              } else {
-                out.addData(page, 0);
-                res.rawPages++;
-              }
-            }
+            storeRunPages(out, res, buf, words, take, ps, bad, nbad, excludeZero, codec);
           } catch (e) {
             if (e instanceof DumpInterrupted) throw e;
             stop(f, e); // this file is full; the others go on

@@ -573,7 +573,6 @@ function* writePages(
   const control = opts.control;
   const status = ((codec?.flag ?? 0) | (opts.extraStatus ?? 0)) >>> 0;
   const L = writeKdumpHead(src, codec?.flag ?? 0, opts);
-  const wordsPerPage = ps >>> 2;
   const excludeZero = (src.dumpLevel & 1) !== 0;
   const cacheSize = opts.cacheSize ?? ps << 4;
   const out = new PagePairWriter(sink, L, ps, cacheSize, excludeZero, control?.sizeLimit);
@@ -596,26 +595,7 @@ function* writePages(
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
       const buf = runBuf.subarray(0, n * ps);
       const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
-      for (let k = 0; k < n; k++) {
-        if (nbad > 0 && bad[k] !== 0) {
-          out.addMissing();
-          continue;
-        }
-        if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
-          out.addZero();
-          res.zeroPages++;
-          continue;
-        }
-        const page = buf.subarray(k * ps, (k + 1) * ps);
-        const c = codec !== null ? codec.compress(page) : null;
-        if (c !== null && c.length < ps) {
-          out.addData(c, codec!.flag);
-          res.compressedPages++;
-        } else {
-          out.addData(page, 0);
-          res.rawPages++;
-        }
-      }
+      storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec);
       res.dumpablePages += n;
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
       yield;
@@ -669,4 +649,44 @@ export function finishPages(
   res.fileSize = out.dataEnd;
   sink.finish(res.fileSize);
   return res;
+}
+
+/**
+ * Store the `n` pages of one run (read into `buf`, viewed as `words`) through `out`: unreadable pages get
+ * no data (their descriptors stay unwritten), zero pages the shared zero descriptor when `excludeZero`,
+ * the rest compressed when that is strictly smaller than a page, else raw. Counts go into `res`.
+ */
+export function storeRunPages(
+  out: PagePairWriter,
+  res: KdumpWriteResult,
+  buf: Uint8Array,
+  words: Uint32Array,
+  n: number,
+  ps: number,
+  bad: Uint8Array,
+  nbad: number,
+  excludeZero: boolean,
+  codec: PageCodec | null,
+): void {
+  const wordsPerPage = ps >>> 2;
+  for (let k = 0; k < n; k++) {
+    if (nbad > 0 && bad[k] !== 0) {
+      out.addMissing();
+      continue;
+    }
+    if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
+      out.addZero();
+      res.zeroPages++;
+      continue;
+    }
+    const page = buf.subarray(k * ps, (k + 1) * ps);
+    const c = codec !== null ? codec.compress(page) : null;
+    if (c !== null && c.length < ps) {
+      out.addData(c, codec!.flag);
+      res.compressedPages++;
+    } else {
+      out.addData(page, 0);
+      res.rawPages++;
+    }
+  }
 }

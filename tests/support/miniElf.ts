@@ -39,7 +39,11 @@ export function encodeNotes(notes: MiniNote[]): Uint8Array {
 }
 
 /** The whole ELF core file. */
-export function buildElfCore(segments: MiniSegment[], notes: MiniNote[], opts: { phoff?: number } = {}): Uint8Array {
+export function buildElfCore(
+  segments: MiniSegment[],
+  notes: MiniNote[],
+  opts: { phoff?: number } = {},
+): Uint8Array {
   const phoff = opts.phoff ?? 64;
   const phnum = segments.length + 1;
   const noteBytes = encodeNotes(notes);

@@ -11,7 +11,10 @@ export interface RunResult {
 }
 
 /** `deno run -A main.ts ...args`. */
-export async function runVmsift(args: string[], opts: { cwd?: string; stdin?: Uint8Array } = {}): Promise<RunResult> {
+export async function runVmsift(
+  args: string[],
+  opts: { cwd?: string; stdin?: Uint8Array } = {},
+): Promise<RunResult> {
   const cmd = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     cwd: opts.cwd,
