@@ -130,6 +130,12 @@ async function dumpCommand(
   const format = sniffDumpFormat(vmcore);
   if (format === "kdump" || format === "flattened") {
     if (opts.elf) throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: vmcore });
+    if (opts.sizeLimit !== undefined || opts.dumpLevels.length > 1) {
+      throw new VmsiftError(
+        "-L and fallback dump levels are not supported when re-filtering a kdump-compressed input",
+        { file: vmcore },
+      );
+    }
     msg.debug(`input: ${format === "kdump" ? "kdump-compressed" : "flattened kdump"} file: re-filtering`);
     result = refilterKdump({
       ...common,
