@@ -51,6 +51,8 @@ export interface DumpRequest {
   threads?: number;
   /** With threads > 1: workers already started (runDump starts them itself when absent). */
   codecWorkers?: CodecWorkers;
+  /** Read the vmcore through mmap (default true; makedumpfile's --non-mmap turns it off). */
+  mmap?: boolean;
   /** Output form: kdump-compressed (default), ELF (-E), or several split kdump files (--split). */
   form?: "kdump" | "elf" | "split";
   /** --split: opens all outputs (used instead of openSink). */
@@ -108,12 +110,14 @@ export async function runDump(req: DumpRequest): Promise<DumpResult> {
 
 async function runDumpAtLevel(req: DumpRequest, lastLevel: boolean): Promise<DumpResult> {
   const t0 = performance.now();
-  const input = openDumpInput(req.vmcore, req.vmcoreinfoFile);
+  const input = openDumpInput(req.vmcore, req.vmcoreinfoFile, { mmap: req.mmap });
   const { core, info } = input;
   req.debug?.(
     core.mapped !== undefined
       ? `input: ${req.vmcore} read through an mmap window`
-      : `input: ${req.vmcore} read with read() (mmap not possible here)`,
+      : `input: ${req.vmcore} read with read() (${
+        req.mmap === false ? "--non-mmap" : "mmap not possible here"
+      })`,
   );
   try {
     const model = buildMemoryModel(core, info, { kernelImageGuard: req.imageGuard ?? true });

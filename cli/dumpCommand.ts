@@ -152,6 +152,7 @@ async function dumpCommand(
       openSink,
       openSplitSinks,
       form: opts.elf ? "elf" : splitFiles ? "split" : "kdump",
+      mmap: !opts.nonMmap,
       threads: opts.numThreads,
       fallbackLevels: opts.dumpLevels.slice(1),
       control: { sizeLimit: opts.sizeLimit, interrupted, markIncomplete: !opts.flat },

@@ -18,8 +18,12 @@ export interface DumpInput {
 }
 
 /** Open VMCORE; take VMCOREINFO from `vmcoreinfoFile` when given, else from the vmcore's note. */
-export function openDumpInput(vmcore: string, vmcoreinfoFile?: string): DumpInput {
-  const core = ElfCore.open(vmcore);
+export function openDumpInput(
+  vmcore: string,
+  vmcoreinfoFile?: string,
+  opts: { mmap?: boolean } = {},
+): DumpInput {
+  const core = ElfCore.open(vmcore, { mmap: opts.mmap });
   try {
     const note = core.vmcoreinfoNote;
     const noteInfo = note

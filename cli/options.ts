@@ -47,6 +47,8 @@ export interface CliOptions {
   cyclicBufferKiB?: number;
   excludeVmemmap: boolean;
   partialDmesg: boolean;
+  /** --non-mmap: read the vmcore with read() instead of an mmap window. */
+  nonMmap: boolean;
   /** -E: ELF output instead of kdump-compressed. */
   elf: boolean;
   /** -F: flattened stream on stdout (messages go to stderr). */
@@ -212,6 +214,7 @@ export function parseCommandLine(argv: string[]): CliOptions {
     excludeVmemmap: v.e ?? false,
     partialDmesg: v["partial-dmesg"] ?? false,
     imageGuard: !(v["no-image-guard"] ?? false),
+    nonMmap: v["non-mmap"] ?? false,
     elf: v.E ?? false,
     flat: v.F ?? false,
     splitblockKiB: v["splitblock-size"] !== undefined
@@ -308,6 +311,7 @@ function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
     excludeVmemmap: false,
     partialDmesg: false,
     imageGuard: true,
+    nonMmap: false,
     elf: false,
     flat: false,
   };
@@ -344,6 +348,7 @@ Options (makedumpfile's names):
                       is written (header status 0x8, crash warns) if it would be larger
   -e                  also exclude the vmemmap pages (struct pages) that describe only excluded
                       pages; crash then warns that kmem may fail (header status 0x10)
+  --non-mmap          read VMCORE with read() instead of a 4 MiB mmap window
   -E                  write an ELF core instead of kdump-compressed
   -F                  write makedumpfile's flattened format to stdout (messages go to stderr)
   -R                  rebuild DUMPFILE from a flattened stream on stdin

@@ -42,3 +42,21 @@ Deno.test("mappedFile: reads across window boundaries equal the file bytes; ElfC
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("mappedFile: --non-mmap (read()) and the mmap window give the same dump", async () => {
+  const { writeSample } = await import("../fixtures/sample.ts");
+  const { runVmsift } = await import("./support/run.ts");
+  const dir = tempDir();
+  try {
+    const s = writeSample(`${dir}/s`);
+    const a = await runVmsift(["-l", "-d", "31", "-D", s.path, `${dir}/a.kdump`]);
+    const b = await runVmsift(["-l", "-d", "31", "-D", "--non-mmap", s.path, `${dir}/b.kdump`]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(a.stderr, /read through an mmap window/);
+    assert.match(b.stderr, /read with read\(\)/);
+    assert.deepEqual(Deno.readFileSync(`${dir}/a.kdump`), Deno.readFileSync(`${dir}/b.kdump`));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
