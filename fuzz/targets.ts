@@ -4,6 +4,7 @@
  * synthetic vmcores (fixtures/synthetic), a tiny ELF core, kdump files written from the small ones, and
  * flattened streams of those. Every input must end in success or a VmsiftError with a place.
  */
+import { buildElfCore } from "../fixtures/miniElf.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { MemBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
@@ -215,56 +216,7 @@ export function miniElfBytes(): Uint8Array {
     { name: "CORE", type: 1, desc: new Uint8Array(336) },
     { name: "VMCOREINFO", type: 0, desc: new TextEncoder().encode(info) },
   ];
-  // Same encoding as tests/support/miniElf.ts, done here so the fuzzer has no test dependency.
-  const enc = new TextEncoder();
-  const a4 = (n: number) => (n + 3) & ~3;
-  let nsz = 0;
-  for (const n of notes) nsz += 12 + a4(enc.encode(n.name).length + 1) + a4(n.desc.length);
-  const phnum = segs.length + 1;
-  const noteOff = 64 + phnum * 56;
-  let dataOff = noteOff + nsz;
-  const offs: number[] = [];
-  for (const s of segs) {
-    offs.push(dataOff);
-    dataOff += s.data.length;
-  }
-  const out = new Uint8Array(dataOff);
-  const dv = new DataView(out.buffer);
-  out.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
-  dv.setUint16(16, 4, true);
-  dv.setUint16(18, 62, true);
-  dv.setUint32(20, 1, true);
-  dv.setBigUint64(32, 64n, true);
-  dv.setUint16(52, 64, true);
-  dv.setUint16(54, 56, true);
-  dv.setUint16(56, phnum, true);
-  dv.setUint32(64, 4, true);
-  dv.setBigUint64(72, BigInt(noteOff), true);
-  dv.setBigUint64(96, BigInt(nsz), true);
-  dv.setBigUint64(104, BigInt(nsz), true);
-  let p = noteOff;
-  for (const n of notes) {
-    const name = enc.encode(n.name);
-    dv.setUint32(p, name.length + 1, true);
-    dv.setUint32(p + 4, n.desc.length, true);
-    dv.setUint32(p + 8, n.type, true);
-    out.set(name, p + 12);
-    p += 12 + a4(name.length + 1);
-    out.set(n.desc, p);
-    p += a4(n.desc.length);
-  }
-  segs.forEach((s, i) => {
-    const ph = 64 + 56 * (i + 1);
-    dv.setUint32(ph, 1, true);
-    dv.setUint32(ph + 4, 7, true);
-    dv.setBigUint64(ph + 8, BigInt(offs[i]), true);
-    dv.setBigUint64(ph + 16, 0xffff888000000000n + BigInt(s.paddr), true);
-    dv.setBigUint64(ph + 24, BigInt(s.paddr), true);
-    dv.setBigUint64(ph + 32, BigInt(s.data.length), true);
-    dv.setBigUint64(ph + 40, BigInt(s.memSize ?? s.data.length), true);
-    out.set(s.data, offs[i]);
-  });
-  return out;
+  return buildElfCore(segs, notes, { vaddrBase: 0xffff888000000000n });
 }
 
 /** Write a kdump of an ELF core with the library writer (no classification: every present page). */

@@ -2,7 +2,7 @@
  * Bad input: a one-line error naming the file and what is wrong, exit 1, and no partial DUMPFILE left.
  */
 import assert from "node:assert/strict";
-import { buildElfCore } from "./support/miniElf.ts";
+import { buildElfCore } from "../fixtures/miniElf.ts";
 import { runVmsift, tempDir } from "./support/run.ts";
 
 function validCore(withVmcoreinfo: boolean): Uint8Array {

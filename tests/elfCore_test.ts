@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { VmsiftError } from "../core/errors.ts";
 import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { ElfCore } from "../formats/elfCore.ts";
-import { buildElfCore } from "./support/miniElf.ts";
+import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
 
 const enc = new TextEncoder();

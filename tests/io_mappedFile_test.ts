@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MappedFile } from "../io/mappedFile.ts";
 import { ElfCore } from "../formats/elfCore.ts";
-import { buildElfCore } from "./support/miniElf.ts";
+import { buildElfCore } from "../fixtures/miniElf.ts";
 import { tempDir } from "./support/run.ts";
 
 Deno.test("mappedFile: reads across window boundaries equal the file bytes; ElfCore uses it", () => {

@@ -19,7 +19,7 @@ import type { PageCodec } from "../formats/codecs/codec.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { runDump } from "../cli/dump.ts";
 import { parseCommandLine, UsageError } from "../cli/options.ts";
-import { buildElfCore } from "./support/miniElf.ts";
+import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { MAIN, runVmsift, tempDir } from "./support/run.ts";
 
