@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tempDirTests } from "./support/run.ts";
 import { MemBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
@@ -20,30 +21,7 @@ import { FileSink } from "../io/fileSink.ts";
 import { haveReal, REAL_DIR, realExpected, realVmcore, unpackReal } from "./support/fixture.ts";
 
 const PS = 4096;
-const tmpDirs: string[] = [];
-function tmp(name: string): string {
-  const d = Deno.makeTempDirSync({ prefix: "vmsift-elfw-" });
-  tmpDirs.push(d);
-  return `${d}/${name}`;
-}
-/** Deno.test that removes the temporary directories the test made. */
-function test(def: Deno.TestDefinition | string, fn?: () => void | Promise<void>): void {
-  const d: Deno.TestDefinition = typeof def === "string" ? { name: def, fn: fn! } : def;
-  Deno.test({
-    ...d,
-    fn: async (t) => {
-      try {
-        await d.fn(t);
-      } finally {
-        for (const dir of tmpDirs.splice(0)) {
-          try {
-            Deno.removeSync(dir, { recursive: true });
-          } catch { /* gone */ }
-        }
-      }
-    },
-  });
-}
+const { tmp, test } = tempDirTests("vmsift-elfw-");
 
 /** Memory whose byte at address a is a hash of a (never all-zero pages). */
 class PatternMem implements PhysicalMemory {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tempDirTests } from "./support/run.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { FlatSink } from "../formats/flatSink.ts";
@@ -118,30 +119,7 @@ function randomOps(seed: number): { ops: Op[]; size: number } {
   return { ops, size };
 }
 
-const tmpDirs: string[] = [];
-function tmp(name: string): string {
-  const d = Deno.makeTempDirSync({ prefix: "vmsift-flat-" });
-  tmpDirs.push(d);
-  return `${d}/${name}`;
-}
-/** Deno.test that removes the temporary directories the test made. */
-function test(def: Deno.TestDefinition | string, fn?: () => void | Promise<void>): void {
-  const d: Deno.TestDefinition = typeof def === "string" ? { name: def, fn: fn! } : def;
-  Deno.test({
-    ...d,
-    fn: async (t) => {
-      try {
-        await d.fn(t);
-      } finally {
-        for (const dir of tmpDirs.splice(0)) {
-          try {
-            Deno.removeSync(dir, { recursive: true });
-          } catch { /* gone */ }
-        }
-      }
-    },
-  });
-}
+const { tmp, test } = tempDirTests("vmsift-flat-");
 
 function playToFile(ops: Op[], size: number, path: string): Uint8Array {
   const s = FileSink.create(path);

@@ -47,3 +47,38 @@ export function haveProgram(name: string): boolean {
 export function tempDir(prefix = "vmsift-test-"): string {
   return Deno.makeTempDirSync({ dir: Deno.env.get("VMSIFT_TEST_TMP") ?? "/var/tmp", prefix });
 }
+
+/**
+ * A `tmp(name)` that makes a fresh temporary directory per call and a `test()` (Deno.test's signature) that
+ * removes every directory `tmp` made during the test, pass or fail. Tests in one file run one at a time
+ * unless told otherwise, so the shared list is safe.
+ */
+export function tempDirTests(prefix: string): {
+  tmp: (name: string) => string;
+  test: (def: Deno.TestDefinition | string, fn?: () => void | Promise<void>) => void;
+} {
+  const dirs: string[] = [];
+  const tmp = (name: string) => {
+    const d = Deno.makeTempDirSync({ prefix });
+    dirs.push(d);
+    return `${d}/${name}`;
+  };
+  const test = (def: Deno.TestDefinition | string, fn?: () => void | Promise<void>) => {
+    const d: Deno.TestDefinition = typeof def === "string" ? { name: def, fn: fn! } : def;
+    Deno.test({
+      ...d,
+      fn: async (t) => {
+        try {
+          await d.fn(t);
+        } finally {
+          for (const dir of dirs.splice(0)) {
+            try {
+              Deno.removeSync(dir, { recursive: true });
+            } catch { /* gone */ }
+          }
+        }
+      },
+    });
+  };
+  return { tmp, test };
+}
