@@ -7,6 +7,7 @@ import { parseCommandLine, USAGE, UsageError } from "./cli/options.ts";
 import { Messages } from "./cli/messages.ts";
 import { runDumpCommand } from "./cli/dumpCommand.ts";
 import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts";
+import { prepareDecoders } from "./formats/codecs/registry.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
 import { runReassembleCommand, runRebuildCommand } from "./cli/streamCommands.ts";
 
@@ -39,6 +40,8 @@ export async function main(args: string[]): Promise<number> {
   // With -F the dump is the standard output: every message goes to stderr.
   const msg = new Messages(opts.messageLevel, opts.flat);
   try {
+    // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
+    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
     switch (cmd.kind) {
       case "dump": {
         await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg, cmd.splitFiles);

@@ -42,7 +42,7 @@ export { FileSink } from "./io/fileSink.ts";
 /** Page codecs: zlib, lzo, snappy, zstd. */
 export type { PageCodec } from "./formats/codecs/codec.ts";
 /** Make a codec by name or descriptor flag. */
-export { type CodecName, createCodec } from "./formats/codecs/registry.ts";
+export { type CodecName, createCodec, type EngineChoice } from "./formats/codecs/registry.ts";
 /** Every offset of a kdump-compressed file, as a pure function of the counts. */
 export { type KdumpLayout, kdumpLayout } from "./formats/kdump/layout.ts";
 /** The kdump-compressed writer. */

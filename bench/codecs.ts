@@ -1,18 +1,25 @@
 /**
- * Page codec throughput: `deno run -A bench/codecs.ts [vmcore.elf] [pages]`.
+ * Page codec throughput per engine: `deno run -A bench/codecs.ts [vmcore.elf] [pages]`.
  *
  * Compresses and decompresses a mix of real non-zero 4 KiB pages (sampled evenly over the PT_LOAD data of
- * the fixture vmcore; synthetic pages when it is absent) with our codecs and, where the library is
- * installed, with the system library through FFI (liblzo2, libsnappy, libzstd with reused contexts).
- * zlib and zstd are measured in both vmsift implementations: native (libz / libzstd through FFI, what
- * createCodec picks with --allow-ffi) and built in (node:zlib, the fallback); zlib also with compress2()
- * per page (makedumpfile's call) to show what reusing the deflate stream saves.
- * Prints pages/s and MB/s (of uncompressed data) per direction, and the compression ratio.
+ * the fixture vmcore; synthetic pages when it is absent) with every engine of every codec
+ * (formats/codecs/engines.ts: libdeflate, libz, node:zlib for zlib; liblzo2 and the TypeScript port for lzo;
+ * libsnappy and TypeScript for snappy; libzstd and node:zlib for zstd), each forced through the registry as
+ * `--codec-engine` does; engines whose library is missing are listed as such. zlib is also measured with
+ * compress2() per page, makedumpfile's own call. Single thread.
+ *
+ * Prints µs per page and MB/s (of uncompressed data) per direction, and the stored/raw size ratio (pages
+ * that do not shrink count at full size, as in a dump).
  */
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { createCodec } from "../formats/codecs/registry.ts";
+import { CODEC_NAMES, createCodec } from "../formats/codecs/registry.ts";
+import { CODEC_ENGINES } from "../formats/codecs/engines.ts";
 import { NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
-import { refFast, sampleElfPages } from "../tests/support/refCodecs.ts";
+import { sampleElfPages } from "../tests/support/refCodecs.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 const PAGE = 4096;
 const path = Deno.args[0] ??
@@ -63,13 +70,15 @@ function measure(fn: (i: number) => void, roundMs = 150): number {
 }
 
 interface Row {
+  codec: string;
+  engine: string;
   impl: string;
   comp: number;
   decomp: number;
   ratio: number;
 }
 
-function benchOurs(c: PageCodec): Row {
+function bench(c: PageCodec, engine: string): Row {
   const stored: Uint8Array[] = pages.map((p) => c.compress(p)?.slice() ?? p);
   const size = stored.reduce((s, z) => s + z.length, 0);
   const comp = measure((i) => c.compress(pages[i]));
@@ -77,59 +86,41 @@ function benchOurs(c: PageCodec): Row {
   const decomp = measure((i) => {
     const z = stored[i];
     if (z === pages[i]) out.set(z);
-    else if (!c.decompress(z, out)) throw new Error(`${c.name}: page ${i} does not decode`);
+    else if (!c.decompress(z, out)) throw new Error(`${c.name} ${engine}: page ${i} does not decode`);
   });
-  return { impl: `vmsift ${c.name}: ${c.impl}`, comp, decomp, ratio: size / totalBytes };
-}
-
-function benchRef(codec: "lzo" | "snappy" | "zstd"): Row | null {
-  const r = refFast(codec);
-  if (!r) return null;
-  const dst = new Uint8Array(PAGE * 2);
-  const stored: Uint8Array<ArrayBuffer>[] = pages.map((p) => {
-    const n = r.compressInto(p, dst);
-    return n < PAGE ? dst.slice(0, n) : p;
-  });
-  const size = stored.reduce((s, z) => s + z.length, 0);
-  const comp = measure((i) => r.compressInto(pages[i], dst));
-  const out = new Uint8Array(PAGE);
-  const decomp = measure((i) => {
-    const z = stored[i];
-    if (z === pages[i]) out.set(z);
-    else if (r.decompressInto(z, out) !== PAGE) throw new Error(`${r.name}: page ${i} does not decode`);
-  });
-  return { impl: `${r.name} (FFI)`, comp, decomp, ratio: size / totalBytes };
+  return { codec: c.name, engine, impl: c.impl, comp, decomp, ratio: size / totalBytes };
 }
 
 const rows: Row[] = [];
-for (const name of ["lzo", "snappy", "zstd"] as const) {
-  const auto = createCodec(name, PAGE);
-  rows.push(benchOurs(auto));
-  if (name === "zstd" && auto.fallback === undefined) {
-    rows.push(benchOurs(createCodec(name, PAGE, { impl: "builtin" })));
+const missing: string[] = [];
+for (const name of CODEC_NAMES) {
+  for (const engine of CODEC_ENGINES[name]) {
+    let c: PageCodec;
+    try {
+      c = createCodec(name, PAGE, { impl: engine });
+    } catch (e) {
+      missing.push(`${name} ${engine}: ${(e as Error).message}`);
+      continue;
+    }
+    rows.push(bench(c, engine));
+    if (engine === "libz") {
+      const r = bench(new NativeZlibCodec(PAGE, { perPageCompress2: true }), engine);
+      rows.push({ ...r, engine: "libz, compress2() per page (makedumpfile's call)" });
+    }
   }
-  const ref = benchRef(name);
-  if (ref) rows.push(ref);
-}
-const zlibAuto = createCodec("zlib", PAGE);
-rows.push(benchOurs(zlibAuto));
-if (zlibAuto.fallback === undefined) {
-  const perPage = benchOurs(new NativeZlibCodec(PAGE, { perPageCompress2: true }));
-  rows.push({ ...perPage, impl: `${perPage.impl}, compress2() per page` });
-  rows.push(benchOurs(createCodec("zlib", PAGE, { impl: "builtin" })));
-} else {
-  console.log(`note: ${zlibAuto.fallback}`);
 }
 
+const us = (pps: number) => (1e6 / pps).toFixed(2);
 const mb = (pps: number) => (pps * PAGE / 1e6).toFixed(0);
-const k = (pps: number) => (pps / 1000).toFixed(0) + "k";
-console.log(`${pages.length} non-zero pages from ${source}; single thread; MB/s of uncompressed data`);
+console.log(`${pages.length} non-zero 4 KiB pages from ${source}; single thread; MB/s of uncompressed data`);
 console.log(
-  "| codec | compress pages/s | compress MB/s | decompress pages/s | decompress MB/s | stored/raw |",
+  "| codec | engine | impl | compress µs/page | compress MB/s | decompress µs/page | decompress MB/s | stored/raw |",
 );
-console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
+console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
 for (const r of rows) {
   console.log(
-    `| ${r.impl} | ${k(r.comp)} | ${mb(r.comp)} | ${k(r.decomp)} | ${mb(r.decomp)} | ${r.ratio.toFixed(3)} |`,
+    `| ${r.codec} | ${r.engine} | ${r.impl} | ${us(r.comp)} | ${mb(r.comp)} | ${us(r.decomp)} | ` +
+      `${mb(r.decomp)} | ${r.ratio.toFixed(3)} |`,
   );
 }
+for (const m of missing) console.log(`not measured: ${m}`);

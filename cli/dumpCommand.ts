@@ -2,11 +2,10 @@
  * `vmsift [options] VMCORE DUMPFILE`: checks the output, picks codec and output backend, runs the dump with
  * progress and messages.
  */
-import { dirname, resolve } from "node:path";
 import { VmsiftError } from "../core/errors.ts";
 import { formatReport, statsJson } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
-import { createCodec } from "../formats/codecs/registry.ts";
+import { createCodecAsync } from "../formats/codecs/registry.ts";
 import type { Sink } from "../formats/sink.ts";
 import { openOutput } from "./output.ts";
 import { FlatSink } from "../formats/flatSink.ts";
@@ -90,7 +89,9 @@ async function dumpCommand(
       throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: out });
     }
   }
-  const codec: PageCodec | null = opts.codec ? createCodec(opts.codec) : null;
+  const codec: PageCodec | null = opts.codec
+    ? await createCodecAsync(opts.codec, 4096, { impl: opts.codecEngine })
+    : null;
   if (codec !== null) {
     msg.debug(`codec: ${codec.name} (${codec.impl})`);
     const fallback = (codec as { fallback?: string }).fallback;
@@ -111,7 +112,7 @@ async function dumpCommand(
     return sinks;
   };
   // Bitmap files go beside the dump (seed proposition 2); with -F there is no dump file: --work-dir.
-  const bitmapDir = opts.workDir ?? (opts.flat ? undefined : dirname(resolve(outputs[0])));
+  const bitmapDir = opts.workDir ?? (opts.flat ? undefined : directoryOf(outputs[0]));
   const bitmapBudget = (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024;
   const common = {
     dumpLevel: opts.dumpLevels[0],
@@ -234,4 +235,20 @@ async function dumpCommand(
   else msg.common(`\nThe dumpfile${outputs.length > 1 ? "s are" : " is"} saved to ${outputs.join(", ")}.`);
   msg.common("\nvmsift Completed.");
   return result;
+}
+
+/**
+ * The directory holding `path`, made absolute against the current directory. (Not node:path: any node:
+ * import starts Deno's Node compatibility layer, about 5 MiB of RSS in the crash kernel.)
+ */
+export function directoryOf(path: string): string {
+  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const parts: string[] = [];
+  for (const p of abs.split("/")) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") parts.pop();
+    else parts.push(p);
+  }
+  parts.pop();
+  return "/" + parts.join("/");
 }

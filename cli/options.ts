@@ -1,9 +1,10 @@
 /**
- * Command-line parsing with makedumpfile's option names (getopt_long semantics through node:util parseArgs:
- * `-cd 31`, `-d31`, `--message-level=7` all work). Pure: returns a description of what to do, or throws
+ * Command-line parsing with makedumpfile's option names (getopt_long semantics, cli/argParser.ts:
+ * `-cd 31`, `-d31`, `--message-level=7`, `--message 7` all work). Pure: returns a description of what to do, or throws
  * UsageError; main.ts does the rest.
  */
-import { parseArgs } from "node:util";
+import { ArgError, type OptionSpec, parseOptions } from "./argParser.ts";
+import { type EngineChoice, enginesFor, isEngineChoice } from "../formats/codecs/engines.ts";
 
 /** Compression chosen with -c / -l / -p / -z (last one given wins, as in makedumpfile). */
 export type CodecName = "zlib" | "lzo" | "snappy" | "zstd";
@@ -31,6 +32,8 @@ export type Command =
 export interface CliOptions {
   command: Command;
   codec: CodecName | null;
+  /** --codec-engine: which implementation compresses (formats/codecs/engines.ts); undefined = "auto". */
+  codecEngine?: EngineChoice;
   /** -d L1,L2,...: the first is used, the rest are fallbacks (ENOSPC / -L). */
   dumpLevels: number[];
   force: boolean;
@@ -110,13 +113,19 @@ const OPTIONS = {
   split: { type: "boolean" },
   reassemble: { type: "boolean" },
   "num-threads": { type: "string" },
+  "codec-engine": { type: "string" },
   "non-mmap": { type: "boolean" },
   "non-cyclic": { type: "boolean" },
   "splitblock-size": { type: "string" },
   config: { type: "string" },
   eppic: { type: "string" },
   "mem-usage": { type: "boolean" },
-} as const;
+} as const satisfies Record<string, OptionSpec>;
+
+const SUBCOMMAND_OPTIONS = {
+  json: { type: "boolean" },
+  "message-level": { type: "string" },
+} as const satisfies Record<string, OptionSpec>;
 
 const NOT_YET: Record<string, string> = {
   x: "-x (debug info from vmlinux)",
@@ -177,19 +186,18 @@ export function parseCommandLine(argv: string[]): CliOptions {
   if (argv[0] === "info" || argv[0] === "verify") return parseSubcommand(argv[0], argv.slice(1));
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true, tokens: true });
+    parsed = parseOptions(argv, OPTIONS);
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw e instanceof ArgError ? new UsageError(e.message) : e;
   }
   const v = parsed.values;
   // Last of -c/-l/-p/-z wins.
   let codec: CodecName | null = null;
-  for (const t of parsed.tokens ?? []) {
-    if (t.kind !== "option") continue;
-    if (t.name === "c") codec = "zlib";
-    else if (t.name === "l") codec = "lzo";
-    else if (t.name === "p") codec = "snappy";
-    else if (t.name === "z") codec = "zstd";
+  for (const name of parsed.order) {
+    if (name === "c") codec = "zlib";
+    else if (name === "l") codec = "lzo";
+    else if (name === "p") codec = "snappy";
+    else if (name === "z") codec = "zstd";
   }
   const messageLevel = v["message-level"] !== undefined
     ? parseNumber("--message-level", v["message-level"])
@@ -224,6 +232,7 @@ export function parseCommandLine(argv: string[]): CliOptions {
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
+  if (v["codec-engine"] !== undefined) opts.codecEngine = parseCodecEngine(v["codec-engine"], codec);
   if (v["num-threads"] !== undefined) {
     // makedumpfile's constraints (check_param_for_creating_dumpfile), before "not supported yet"
     const n = parseNumber("--num-threads", v["num-threads"]);
@@ -283,17 +292,23 @@ export function parseCommandLine(argv: string[]): CliOptions {
   return { ...opts, command: { kind: "dump", vmcore: pos[0], dumpfile: pos[1] } };
 }
 
+/** `--codec-engine ENGINE`: a known engine of the chosen codec (or auto, native, builtin). */
+function parseCodecEngine(s: string, codec: CodecName | null): EngineChoice {
+  if (!isEngineChoice(s)) {
+    throw new UsageError(`--codec-engine: ${enginesFor("zlib", s) as string}`);
+  }
+  if (codec === null) throw new UsageError("--codec-engine needs a codec (-c, -l, -p or -z)");
+  const e = enginesFor(codec, s);
+  if (typeof e === "string") throw new UsageError(`--codec-engine: ${e}`);
+  return s;
+}
+
 function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      options: { json: { type: "boolean" }, "message-level": { type: "string" } },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseOptions(argv, SUBCOMMAND_OPTIONS);
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw e instanceof ArgError ? new UsageError(e.message) : e;
   }
   const pos = parsed.positionals;
   const base: CliOptions = {
@@ -375,6 +390,10 @@ Options (makedumpfile's names):
                       (default: DUMPFILE's directory)
   --cyclic-buffer KiB memory budget for the bitmaps
   --num-threads N     compress pages in N threads (same output; not with --split or -E)
+  --codec-engine ENGINE  which implementation compresses (default auto: the first that loads):
+                      -c libdeflate (fastest; valid zlib, not makedumpfile's bytes), libz
+                      (makedumpfile's exact bytes), node; -l liblzo2, builtin; -p libsnappy
+                      (makedumpfile's bytes), builtin; -z libzstd, node
   -h, --help          this text
   -v, --version       version
 

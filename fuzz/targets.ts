@@ -42,6 +42,10 @@ import {
   Rng,
 } from "./mutators.ts";
 import { ArenaVm, OLDLOG_LEN, type OldLogSeed, oldLogSeed } from "./oldlog.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 /** One fuzz input: a seed and what to change in it. JSON-serialisable (kept in fuzz/corpus/). */
 export interface FuzzInput {

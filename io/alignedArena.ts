@@ -34,6 +34,14 @@ export class AlignedArena {
     return this.#ptr === null ? 0n : BigInt(Deno.UnsafePointer.value(this.#ptr));
   }
 
+  /** Pointer to byte `offset` of the arena (for system calls that take an address, such as aio_write). */
+  pointerAt(offset: number): Deno.PointerObject {
+    if (this.#ptr === null || offset < 0 || offset >= this.size) {
+      throw new RangeError(`arena offset ${offset} out of range`);
+    }
+    return Deno.UnsafePointer.offset(this.#ptr, offset)!;
+  }
+
   /** Release the memory (idempotent). */
   free(): void {
     if (this.#ptr !== null) {

@@ -2,6 +2,7 @@ import { VmsiftError } from "../core/errors.ts";
 import type { Sink } from "../formats/sink.ts";
 import { IntervalSet } from "../formats/flatReader.ts";
 import { AlignedArena } from "./alignedArena.ts";
+import { AsyncWriter } from "./asyncWrite.ts";
 import {
   O_CREAT,
   O_EXCL,
@@ -33,6 +34,11 @@ export interface DirectSinkOptions {
   cacheBytes?: number;
   /** fsync in finish() (default true). */
   sync?: boolean;
+  /**
+   * Write complete windows with POSIX AIO so the device works while the caller fills the next window
+   * (default true; falls back to synchronous pwrite when glibc AIO cannot be loaded).
+   */
+  async?: boolean;
   /** Called once with a message when O_DIRECT was refused (also kept in `warnings`). */
   onWarning?: (message: string) => void;
   /** Test seam: replaces open(2) (returns fd or -errno). */
@@ -47,6 +53,9 @@ export interface DirectSinkStats {
   /** Bytes and calls of pread (only rewrite of already flushed blocks reads). */
   bytesRead: number;
   readCalls: number;
+  /** Windows written with AIO, and how often a window had to wait for one of them to end. */
+  asyncWrites: number;
+  asyncWaits: number;
 }
 
 interface PartialBlock {
@@ -70,11 +79,17 @@ export class DirectSink implements Sink {
   readonly direct: boolean;
   /** Messages for the user (the O_DIRECT fallback); library code never prints. */
   readonly warnings: string[] = [];
-  readonly stats: DirectSinkStats = { bytesWritten: 0, writeCalls: 0, bytesRead: 0, readCalls: 0 };
+  readonly stats: DirectSinkStats = {
+    bytesWritten: 0,
+    writeCalls: 0,
+    bytesRead: 0,
+    readCalls: 0,
+    asyncWrites: 0,
+    asyncWaits: 0,
+  };
   readonly blockSize: number;
   readonly windowBytes: number;
-  /** Byte ranges pwritten successfully (a failed pwrite adds the part written before the error). */
-  readonly writtenRanges: IntervalSet = new IntervalSet();
+  #written: IntervalSet = new IntervalSet();
 
   #fd: number;
   #sync: boolean;
@@ -95,12 +110,17 @@ export class DirectSink implements Sink {
   #highWater = 0;
   #finalSize = -1;
   #state: "open" | "finished" | "closed" = "open";
+  /** AIO for complete windows, or null (synchronous pwrite). */
+  #aio: AsyncWriter | null;
+  /** Per slot: file offset of its write in flight. */
+  #flightAt: Float64Array;
 
   private constructor(
     path: string,
     fd: number,
     direct: boolean,
-    o: Required<Omit<DirectSinkOptions, "onWarning" | "openFn">>,
+    o: Required<Omit<DirectSinkOptions, "onWarning" | "openFn" | "async">>,
+    useAio: boolean,
   ) {
     this.label = path;
     this.path = path;
@@ -117,6 +137,8 @@ export class DirectSink implements Sink {
     this.#slotFill = new Int32Array(this.#nslots);
     this.#slotTick = new Float64Array(this.#nslots);
     this.#blockFill = new Uint32Array(this.#nslots * this.#bpw);
+    this.#flightAt = new Float64Array(this.#nslots);
+    this.#aio = useAio ? AsyncWriter.open(this.#nslots) : null;
   }
 
   /** Create (or with overwrite, truncate) `path` for writing. Throws VmsiftError/SysError. */
@@ -141,7 +163,7 @@ export class DirectSink implements Sink {
         windowBytes,
         cacheBytes,
         sync: options.sync ?? true,
-      });
+      }, options.async ?? true);
     } catch (e) {
       sysClose(opened.fd);
       sysUnlink(path);
@@ -152,6 +174,21 @@ export class DirectSink implements Sink {
       options.onWarning?.(opened.warning);
     }
     return sink;
+  }
+
+  /** Complete windows go out with AIO (false: every write is a synchronous pwrite). */
+  get asyncWrites(): boolean {
+    return this.#aio !== null;
+  }
+
+  /**
+   * Byte ranges pwritten successfully (a failed pwrite adds the part written before the error). Reading it
+   * first waits for the writes in flight; their failures are not thrown here (this is read after a failed
+   * write, to learn what the file holds), they only leave their range out.
+   */
+  get writtenRanges(): IntervalSet {
+    this.#settleAll(false);
+    return this.#written;
   }
 
   /** The file descriptor (for diagnostics such as /proc/self/fdinfo). */
@@ -194,12 +231,13 @@ export class DirectSink implements Sink {
         }
         pos = segEnd;
       }
-      if (slot >= 0 && this.#slotFill[slot] >= W) this.#flushSlot(slot, true);
+      if (slot >= 0 && this.#slotFill[slot] >= W) this.#flushFull(slot);
     }
   }
 
   rewrite(offset: number, bytes: Uint8Array): void {
     if (this.#state === "closed") throw new VmsiftError("rewrite after close", { file: this.path, offset });
+    this.#settleAll(true);
     const B = this.blockSize;
     const W = this.windowBytes;
     const end = offset + bytes.length;
@@ -231,6 +269,7 @@ export class DirectSink implements Sink {
 
   finish(size: number): void {
     if (this.#state === "closed") throw new VmsiftError("finish after close", { file: this.path });
+    this.#settleAll(true);
     for (let s = 0; s < this.#nslots; s++) if (this.#slotWindow[s] >= 0) this.#flushSlot(s, true);
     if (this.#partial.size > 0) {
       const list = [...this.#partial.entries()].sort((a, b) => a[0] - b[0]);
@@ -270,6 +309,7 @@ export class DirectSink implements Sink {
    */
   dropPending(from = 0, to = Infinity): void {
     if (this.#state === "closed" || to <= from) return;
+    this.#settleAll(false);
     const B = this.blockSize, W = this.windowBytes, bpw = this.#bpw;
     const arena = this.#arena.bytes;
     for (let slot = 0; slot < this.#nslots; slot++) {
@@ -299,11 +339,15 @@ export class DirectSink implements Sink {
 
   /** Set the file size now (e.g. to free room on a full file system before writing what is cached). */
   truncate(size: number): void {
+    this.#settleAll(false);
     this.#truncate(size);
   }
 
   #release(): void {
     this.#state = "closed";
+    // The arena must outlive every write in flight.
+    this.#settleAll(false);
+    this.#aio?.close();
     const rc = sysClose(this.#fd);
     this.#arena.free();
     this.#windows.clear();
@@ -324,17 +368,10 @@ export class DirectSink implements Sink {
       this.#slotTick[slot] = tick;
       return slot;
     }
-    slot = -1;
-    let oldest = Infinity;
-    for (let s = 0; s < this.#nslots; s++) {
-      if (this.#slotWindow[s] < 0) {
-        slot = s;
-        break;
-      }
-      if (this.#slotTick[s] < oldest) {
-        oldest = this.#slotTick[s];
-        slot = s;
-      }
+    slot = this.#pickSlot();
+    if (this.#aio?.busy(slot)) {
+      this.stats.asyncWaits++;
+      this.#settle(slot, true);
     }
     if (this.#slotWindow[slot] >= 0) this.#flushSlot(slot, false);
     const W = this.windowBytes;
@@ -345,6 +382,91 @@ export class DirectSink implements Sink {
     this.#slotTick[slot] = tick;
     this.#windows.set(w, slot);
     return slot;
+  }
+
+  /**
+   * The slot for a new window: an idle free one; else the free one whose write has been in flight longest
+   * (it is waited for: cheaper than evicting a window still being filled); else the least recently used.
+   */
+  #pickSlot(): number {
+    const aio = this.#aio;
+    let idle = -1, flying = -1, lru = -1;
+    let oldestFlying = Infinity, oldest = Infinity;
+    for (let s = 0; s < this.#nslots; s++) {
+      if (this.#slotWindow[s] < 0) {
+        if (aio === null || !aio.busy(s)) {
+          idle = s;
+          break;
+        }
+        if (this.#slotTick[s] < oldestFlying) {
+          oldestFlying = this.#slotTick[s];
+          flying = s;
+        }
+      } else if (this.#slotTick[s] < oldest) {
+        oldest = this.#slotTick[s];
+        lru = s;
+      }
+    }
+    return idle >= 0 ? idle : flying >= 0 ? flying : lru;
+  }
+
+  /** A window every byte of which has arrived: one write of it, with AIO when there is AIO. */
+  #flushFull(slot: number): void {
+    const aio = this.#aio;
+    const W = this.windowBytes;
+    const w = this.#slotWindow[slot];
+    if (aio === null || aio.submit(slot, this.#fd, this.#arena.pointerAt(slot * W), W, w * W) !== 0) {
+      this.#flushSlot(slot, true);
+      return;
+    }
+    this.#flightAt[slot] = w * W;
+    this.#slotTick[slot] = ++this.#tick;
+    this.#windows.delete(w);
+    this.#slotWindow[slot] = -1;
+  }
+
+  /**
+   * Wait for slot's write in flight and account for it. A short write is completed synchronously. A failure
+   * throws SysError naming the file and offset when `throwing`; otherwise it only leaves its range out of
+   * writtenRanges (callers that do not throw are reading writtenRanges after an earlier failure).
+   */
+  #settle(slot: number, throwing: boolean): void {
+    const r = this.#aio!.wait(slot);
+    const at = this.#flightAt[slot];
+    const W = this.windowBytes;
+    this.stats.writeCalls++;
+    let err: unknown = null;
+    if (r.errno !== 0) {
+      err = new SysError("write failed", -r.errno, { file: this.path, offset: at });
+    } else {
+      if (r.written > 0) this.#written.add(at, at + r.written);
+      this.stats.bytesWritten += r.written;
+      this.stats.asyncWrites++;
+      if (r.written < W) {
+        try {
+          this.#pwrite(this.#arena.bytes.subarray(slot * W + r.written, (slot + 1) * W), at + r.written);
+        } catch (e) {
+          err = e;
+        }
+      }
+    }
+    if (err !== null && throwing) throw err;
+  }
+
+  /** Settle every write in flight; with `throwing`, the first failure is thrown after all have ended. */
+  #settleAll(throwing: boolean): void {
+    const aio = this.#aio;
+    if (aio === null || !aio.anyBusy) return;
+    let first: unknown = null;
+    for (let s = 0; s < this.#nslots; s++) {
+      if (!aio.busy(s)) continue;
+      try {
+        this.#settle(s, true);
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== null && throwing) throw first;
   }
 
   /**
@@ -423,10 +545,10 @@ export class DirectSink implements Sink {
       this.stats.writeCalls += pwriteFull(this.#fd, buf, offset, this.path);
     } catch (e) {
       const at = e instanceof SysError ? e.place.offset : undefined;
-      if (typeof at === "number" && at > offset) this.writtenRanges.add(offset, at);
+      if (typeof at === "number" && at > offset) this.#written.add(offset, at);
       throw e;
     }
-    this.writtenRanges.add(offset, offset + buf.length);
+    this.#written.add(offset, offset + buf.length);
     this.stats.bytesWritten += buf.length;
   }
 }

@@ -3,6 +3,7 @@ import { VmsiftError } from "../core/errors.ts";
 import { BlockCache, Use } from "./blockCache.ts";
 import {
   EEXIST,
+  libcAvailable,
   O_CREAT,
   O_EXCL,
   O_RDWR,
@@ -329,7 +330,7 @@ export interface BitmapPair {
 }
 
 function mib(n: number): string {
-  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
 /**
@@ -355,6 +356,13 @@ export function createBitmaps(nbits: number, budget: BitmapBudget): BitmapPair {
       `the bitmaps need 2 x ${mib(nbytes)}, more than the memory budget of ${
         mib(budget.budgetBytes)
       }; give a work directory for bitmap files`,
+    );
+  }
+  if (!libcAvailable()) {
+    throw new VmsiftError(
+      `the bitmaps need 2 x ${mib(nbytes)}, more than the memory budget of ${
+        mib(budget.budgetBytes)
+      }, and bitmap files are written through libc (FFI): run with --allow-ffi, or raise --cyclic-buffer`,
     );
   }
   const blockBytes = budget.blockBytes ?? 64 << 10;

@@ -68,9 +68,11 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** True when libc can be loaded (FFI permission granted, glibc present). */
+/** True when libc can be loaded (FFI permission granted, glibc present). Never prompts for permission. */
 export function libcAvailable(): boolean {
+  if (lib !== null) return true;
   try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
     L();
     return true;
   } catch {

@@ -5,6 +5,13 @@
 import assert from "node:assert/strict";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
 import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
+import { KdumpFile } from "../formats/kdump/reader.ts";
+import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
+import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 const LEVELS = ["0", "1", "2", "4", "8", "16", "31"];
 
@@ -132,25 +139,121 @@ Deno.test({
   },
 });
 
+async function sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** sha256 of makedumpfile 1.7.2's -c -d 31 file (expected.json). */
+function mdfC31Sha256(): string {
+  return (realExpected().outputs_d31 as Record<string, { sha256: string }>)["makedumpfile-c-d31.kdump"]
+    .sha256;
+}
+
 Deno.test({
-  name: "cli real: -c -d 31 (zlib through the system libz) is byte-identical to makedumpfile's -c -d 31 file",
-  ignore: !haveReal(),
+  name: "cli real: -c -d 31 --codec-engine libz is byte-identical to makedumpfile's -c -d 31 file",
+  ignore: !haveReal() || !loadLibz().ok,
   async fn() {
     const vmcore = await realVmcore();
     const dir = tempDir();
     try {
       const out = `${dir}/c31.kdump`;
-      const r = await runVmsift(["-c", "-d", "31", "--no-image-guard", "-D", vmcore, out]);
+      const r = await runVmsift([
+        "-c",
+        "--codec-engine",
+        "libz",
+        "-d",
+        "31",
+        "--no-image-guard",
+        "-D",
+        vmcore,
+        out,
+      ]);
       assert.equal(r.code, 0, r.stderr);
-      if (!/codec: zlib \(libz/.test(r.stderr)) {
-        console.log("libz not loadable here: node:zlib output is valid but not byte-identical; skipped");
-        return;
+      assert.match(r.stderr, /codec: zlib \(libz 1\.\d+\.\d+ \(FFI\)\)/);
+      assert.equal(await sha256(out), mdfC31Sha256());
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cli real: -c -d 31 by default (libdeflate): pages uncompress() with libz, verify, 1 and 2 threads same",
+  ignore: !haveReal() || !loadLibdeflate().ok || !loadLibz().ok,
+  async fn() {
+    const vmcore = await realVmcore();
+    const dir = tempDir();
+    try {
+      const one = `${dir}/t1.kdump`, two = `${dir}/t2.kdump`;
+      const r = await runVmsift(["-c", "-d", "31", "--no-image-guard", "-D", vmcore, one]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /codec: zlib \(libdeflate \(FFI\)\)/);
+      assert.doesNotMatch(r.stderr + r.stdout, /warning/);
+      // valid zlib, but not makedumpfile's bytes (that is --codec-engine libz)
+      assert.notEqual(await sha256(one), mdfC31Sha256());
+      // every compressed page decodes with zlib's own uncompress() (crash's call) to exactly one page
+      const k = KdumpFile.open(one);
+      const libz = new NativeZlibCodec(4096);
+      let zlibPages = 0;
+      try {
+        assert.equal(k.header.status & 0x1, 0x1);
+        for (let i = 0; i < k.numDumpable; i++) {
+          const d = k.desc(i);
+          if (d.flags === 0) continue;
+          assert.equal(d.flags, 1, `descriptor ${i}`);
+          const data = new Uint8Array(d.size);
+          k.file.readExact(d.offset, data);
+          assert.equal(libz.uncompress(data, new Uint8Array(4096)), 4096, `descriptor ${i}: uncompress()`);
+          zlibPages++;
+        }
+      } finally {
+        k.close();
       }
-      const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(out));
-      const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-      const want =
-        (realExpected().outputs_d31 as Record<string, { sha256: string }>)["makedumpfile-c-d31.kdump"];
-      assert.equal(hex, want.sha256);
+      assert.ok(zlibPages > 10000, `${zlibPages} zlib pages`);
+      const v = await runVmsift(["verify", one, vmcore]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout, /ok: \d+ pages, all correct/);
+      const t = await runVmsift(["-c", "-d", "31", "--no-image-guard", "--num-threads", "2", vmcore, two]);
+      assert.equal(t.code, 0, t.stderr);
+      assert.equal(await sha256(two), await sha256(one), "--num-threads 2 = one thread");
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "cli real: -l -d 31 is byte-identical to makedumpfile -l -d 31 with both lzo engines",
+  ignore: !haveReal() || !haveProgram("makedumpfile"),
+  async fn() {
+    const vmcore = await realVmcore();
+    const dir = tempDir();
+    try {
+      const ref = `${dir}/mdf-l.kdump`;
+      const mdf = new Deno.Command("makedumpfile", {
+        args: ["--message-level", "0", "-l", "-d", "31", vmcore, ref],
+        stdout: "null",
+        stderr: "piped",
+      }).outputSync();
+      assert.equal(mdf.code, 0, new TextDecoder().decode(mdf.stderr));
+      const want = await sha256(ref);
+      for (const engine of ["auto", "builtin"]) {
+        const out = `${dir}/l-${engine}.kdump`;
+        const r = await runVmsift([
+          "-l",
+          "--codec-engine",
+          engine,
+          "-d",
+          "31",
+          "--no-image-guard",
+          vmcore,
+          out,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(await sha256(out), want, `--codec-engine ${engine}`);
+      }
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

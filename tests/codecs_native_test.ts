@@ -1,11 +1,13 @@
 /**
  * Native page codecs (libz, libzstd through FFI) and the registry's choice between them and the built-in
- * (node:zlib) codecs. Oracles: makedumpfile's own -c output of the real fixture (byte identity of every
- * recompressed page), compress2()/uncompress() and ZSTD_compress()/ZSTD_decompress() called directly, and
- * the other implementation. Native tests are skipped when the library is absent.
+ * (node:zlib) codecs; libdeflate, liblzo2 and libsnappy are in codecs_engines_test.ts. Oracles:
+ * makedumpfile's own -c output of the real fixture (byte identity of every recompressed page),
+ * compress2()/uncompress() and ZSTD_compress()/ZSTD_decompress() called directly, and the other
+ * implementation. Native tests are skipped when the library is absent.
  */
 import assert from "node:assert/strict";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
+import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibzstd, NativeZstdCodec } from "../formats/codecs/nativeZstd.ts";
 import { ZlibCodec } from "../formats/codecs/zlib.ts";
 import { ZstdCodec } from "../formats/codecs/zstd.ts";
@@ -15,9 +17,14 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { refZstd, sampleElfPages } from "./support/refCodecs.ts";
 import { CACHE_DIR, haveReal, unpackReal } from "./support/fixture.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 const PAGE = 4096;
 const HAVE_LIBZ = loadLibz().ok;
+const HAVE_LIBDEFLATE = loadLibdeflate().ok;
 const HAVE_LIBZSTD = loadLibzstd().ok;
 
 /** Constructed pages: zeros, text, random, half random, struct-like records, a short period. */
@@ -197,32 +204,32 @@ Deno.test({
 Deno.test("registry: auto prefers native, says which, falls back visibly, can be forced", () => {
   const zl = createCodec("zlib");
   const zs = createCodec(0x20, PAGE);
-  if (HAVE_LIBZ) assert.match(zl.impl, /^libz .* \(FFI\)$/), assert.equal(zl.fallback, undefined);
+  if (HAVE_LIBDEFLATE) assert.equal(zl.impl, "libdeflate (FFI)"), assert.equal(zl.fallback, undefined);
+  else if (HAVE_LIBZ) assert.match(zl.impl, /^libz .* \(FFI\)$/), assert.match(zl.fallback!, /libdeflate/);
   else assert.equal(zl.impl, "node:zlib"), assert.match(zl.fallback!, /node:zlib/);
   if (HAVE_LIBZSTD) assert.match(zs.impl, /^libzstd /), assert.equal(zs.fallback, undefined);
-  assert.equal(createCodec("lzo").impl, "vmsift (TypeScript)");
-  assert.equal(createCodec("lzo").fallback, undefined);
 
-  // a library that cannot be loaded: auto falls back and says why, native throws
+  // libraries that cannot be loaded: auto falls back and says why, a forced engine throws
   const bad = { libraryNames: ["libvmsift-no-such-zlib.so.9"] };
   const fb = createCodec("zlib", PAGE, bad);
   assert.equal(fb.impl, "node:zlib");
+  assert.equal(fb.engine, "node");
   assert.equal(fb.name, "zlib");
   assert.match(fb.fallback!, /libvmsift-no-such-zlib\.so\.9/);
+  assert.match(fb.fallback!, /libdeflate, libz not usable/);
   assert.match(fb.fallback!, /not byte-identical/);
   const fz = createCodec("zstd", PAGE, bad);
   assert.equal(fz.impl, "node:zlib");
   assert.match(fz.fallback!, /libvmsift-no-such-zlib/);
   assert.throws(() => createCodec("zlib", PAGE, { ...bad, impl: "native" }), VmsiftError);
-  assert.throws(() => createCodec("lzo", PAGE, { impl: "native" }), VmsiftError);
-  assert.throws(() => createCodec("zlib", PAGE, { impl: "fast" as "native" }), VmsiftError);
+  assert.throws(() => createCodec("zlib", PAGE, { impl: "fast" as "auto" }), /unknown codec engine "fast"/);
 
   // forced built-in
   const b = createCodec("zlib", PAGE, { impl: "builtin" });
   assert.equal(b.impl, "node:zlib");
   assert.equal(b.fallback, undefined);
   assert.equal(createCodec("zstd", PAGE, { impl: "builtin" }).impl, "node:zlib");
-  if (HAVE_LIBZ) assert.match(createCodec("zlib", PAGE, { impl: "native" }).impl, /^libz /);
+  if (HAVE_LIBZ) assert.match(createCodec("zlib", PAGE, { impl: "libz" }).impl, /^libz /);
 
   // both decode each other
   for (const p of pages()) roundTrip(zl, fb, p, "auto/fallback"), roundTrip(fb, zl, p, "fallback/auto");
@@ -232,10 +239,16 @@ Deno.test("registry: auto prefers native, says which, falls back visibly, can be
 Deno.test("registry: without --allow-ffi, auto falls back without prompting and says so", async () => {
   const url = new URL("../formats/codecs/registry.ts", import.meta.url).href;
   const code = `// @ts-nocheck: test script
-    import { createCodec } from ${JSON.stringify(url)};
+    import { createCodec, createCodecAsync } from ${JSON.stringify(url)};
     const out = [];
     for (const n of ["zlib", "zstd"]) {
-      const c = createCodec(n);
+      // node:zlib is imported on demand (by the async form): before that, the sync form cannot use it
+      if (n === "zlib") {
+        let unloaded = "";
+        try { createCodec(n); } catch (e) { unloaded = e.message; }
+        if (!/node:zlib is not loaded/.test(unloaded)) throw new Error("sync createCodec: " + unloaded);
+      }
+      const c = await createCodecAsync(n);
       const z = c.compress(new Uint8Array(4096).fill(3));
       const back = new Uint8Array(4096);
       out.push({ impl: c.impl, fallback: c.fallback, ok: c.decompress(z.slice(), back) && back[4095] === 3 });
@@ -285,7 +298,7 @@ Deno.test({
     await Deno.writeTextFile(file, src);
     const w = new Worker(new URL(`file://${file}`).href, { type: "module" });
     try {
-      for (const name of ["zlib", "zstd"] as const) {
+      for (const name of ["zlib", "lzo", "snappy", "zstd"] as const) {
         const got = await new Promise<{ impl: string; fallback?: string; z: Uint8Array; ok: boolean }>(
           (res, rej) => {
             w.onmessage = (e) => res(e.data);
@@ -332,7 +345,9 @@ Deno.test({
       assert.ok(n >= 100);
       assert.deepEqual(b.codecsInUse.map((c) => c.impl), ["node:zlib"]);
       assert.equal(a.codecsInUse.length, 1);
+      // decoding checks what crash reads, so libz (crash's uncompress) comes before libdeflate
       if (HAVE_LIBZ) assert.match(a.codecsInUse[0].impl, /^libz /);
+      else if (HAVE_LIBDEFLATE) assert.equal(a.codecsInUse[0].impl, "libdeflate (FFI)");
       assert.equal(a.codecForFlag(0x1), a.codecsInUse[0], "one instance per flag");
       assert.equal(a.codecForFlag(0), undefined);
       assert.equal(a.codecForFlag(0x3), undefined);

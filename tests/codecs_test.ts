@@ -12,6 +12,10 @@ import { CODEC_NAMES, codecNameForFlag, createCodec } from "../formats/codecs/re
 import { VmsiftError } from "../core/errors.ts";
 import { type RefCodec, refLzo, refSnappy, refZstd, sampleElfPages } from "./support/refCodecs.ts";
 import { CACHE_DIR, haveReal, realVmcore } from "./support/fixture.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 const PAGE = 4096;
 

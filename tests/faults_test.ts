@@ -21,6 +21,10 @@ import { zlibCodec } from "../formats/codecs/zlib.ts";
 import { parseCommandLine, parseSizeLimit, UsageError } from "../cli/options.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { haveProgram, MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
 const PS = 4096;

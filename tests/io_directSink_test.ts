@@ -125,15 +125,16 @@ const GEOMETRIES: [string, DirectSinkOptions, number, number][] = [
 ];
 
 for (const [name, geo, size, maxPiece] of GEOMETRIES) {
-  for (const direct of [true, false]) {
-    Deno.test(`DirectSink random pieces equal plain writes: ${name}, direct=${direct}`, () => {
+  for (const [direct, async] of [[true, true], [true, false], [false, true]]) {
+    Deno.test(`DirectSink random pieces equal plain writes: ${name}, direct=${direct}, aio=${async}`, () => {
       const dir = diskTempDir();
       try {
         for (let seed = 1; seed <= 4; seed++) {
           const s = script(seed * 7919 + size, size, maxPiece);
           reference(`${dir}/ref`, s.ops, s.size);
-          const sink = run(`${dir}/out${seed}`, s.ops, s.size, { ...geo, direct, sync: false });
+          const sink = run(`${dir}/out${seed}`, s.ops, s.size, { ...geo, direct, async, sync: false });
           assert.equal(sink.direct, direct);
+          assert.equal(sink.asyncWrites, async, "glibc AIO loads here");
           assert.deepEqual(sink.warnings, []);
           assertSameFile(`${dir}/out${seed}`, `${dir}/ref`);
           assert.ok(sink.stats.writeCalls > 0);
@@ -242,10 +243,67 @@ Deno.test("DirectSink: sequential big writes go out as whole windows", () => {
     sink.finish(off);
     // 10 MB in 1 MiB windows: about 10 pwrites, not one per write() call or per block
     assert.ok(sink.stats.writeCalls <= 12, `writeCalls ${sink.stats.writeCalls}`);
+    // every complete window went out with AIO (only the tail at finish is a plain pwrite)
+    assert.ok(sink.stats.asyncWrites >= 9, `asyncWrites ${sink.stats.asyncWrites}`);
     assert.equal(sink.stats.bytesWritten, Math.ceil(off / 4096) * 4096);
     sink.close();
     assert.equal(Deno.statSync(`${dir}/seq`).size, off);
   } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "DirectSink with AIO on a full file system: ENOSPC names the offset, writtenRanges is what it holds",
+  ignore: Deno.uid() !== 0, // mounting a small tmpfs needs root
+}, async (t) => {
+  const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "vmsift-aio-full-" });
+  const mount = new Deno.Command("mount", { args: ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir] })
+    .outputSync();
+  if (!mount.success) {
+    Deno.removeSync(dir);
+    await t.step({ name: "tmpfs mount refused here", ignore: true, fn: () => {} });
+    return;
+  }
+  try {
+    const sink = DirectSink.create(`${dir}/full`, {
+      sync: false,
+      windowBytes: 256 << 10,
+      cacheBytes: 1 << 20,
+    });
+    assert.ok(sink.asyncWrites);
+    const chunk = new Uint8Array(64 << 10);
+    let off = 0;
+    const err = (() => {
+      try {
+        for (; off < (8 << 20); off += chunk.length) sink.write(off, chunk.fill((off >> 16) + 1));
+        sink.finish(off);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    assert.ok(err instanceof VmsiftError, `expected ENOSPC, got ${err}`);
+    assert.match(String((err as Error).message), /No space left/);
+    const at = (err as VmsiftError).place.offset;
+    assert.equal(typeof at, "number");
+    const ranges = sink.writtenRanges.ranges();
+    assert.ok(ranges.length > 0 && ranges[0][0] === 0, JSON.stringify(ranges));
+    assert.ok(
+      !sink.writtenRanges.covers(at as number, (at as number) + 1),
+      "the failed offset is not written",
+    );
+    sink.dropPending();
+    sink.close();
+    // Every byte said to be written holds what was written there.
+    const got = Deno.readFileSync(`${dir}/full`);
+    for (const [a, b] of ranges) {
+      for (let p = a; p < Math.min(b, got.length); p += 4096) {
+        assert.equal(got[p], (p >> 16) + 1, `byte ${p}`);
+      }
+    }
+  } finally {
+    new Deno.Command("umount", { args: [dir] }).outputSync();
     Deno.removeSync(dir, { recursive: true });
   }
 });

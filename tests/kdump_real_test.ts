@@ -14,6 +14,10 @@ import { describeDump } from "../formats/kdump/info.ts";
 import { zlibCodec } from "../formats/codecs/zlib.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import { haveReal, realVmcore, unpackReal } from "./support/fixture.ts";
+import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+
+// The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
+await loadNodeZlib();
 
 /** max_mapnr of the real fixture (makedumpfile lowers it to the last section with a mem_map). */
 const REAL_MAX_MAPNR = 0x8000;

@@ -50,3 +50,21 @@ Deno.test("options: bad command lines are usage errors", () => {
   assert.deepEqual(parseDumpLevels("31"), [31]);
   assert.deepEqual(parseDumpLevels("0,1"), [0, 1]);
 });
+
+Deno.test("options: --codec-engine picks one of the codec's engines", () => {
+  assert.equal(parseCommandLine(["-c", "a", "b"]).codecEngine, undefined, "default: auto");
+  assert.equal(parseCommandLine(["-c", "--codec-engine", "libz", "a", "b"]).codecEngine, "libz");
+  assert.equal(parseCommandLine(["--codec-engine=libdeflate", "-c", "a", "b"]).codecEngine, "libdeflate");
+  assert.equal(parseCommandLine(["-l", "--codec-engine", "builtin", "a", "b"]).codecEngine, "builtin");
+  assert.equal(parseCommandLine(["-z", "--codec-engine", "node", "a", "b"]).codecEngine, "node");
+  assert.equal(parseCommandLine(["-p", "--codec-engine", "auto", "a", "b"]).codecEngine, "auto");
+  const bad: [string[], RegExp][] = [
+    [["-l", "--codec-engine", "libz", "a", "b"], /"libz" is not an engine of lzo \(liblzo2, builtin/],
+    [["-c", "--codec-engine", "zlib-ng", "a", "b"], /unknown codec engine "zlib-ng" \(one of auto, native/],
+    [["--codec-engine", "libz", "a", "b"], /--codec-engine needs a codec/],
+    [["-c", "--codec-engine", "a", "b"], /unknown codec engine "a"/],
+  ];
+  for (const [argv, why] of bad) {
+    assert.throws(() => parseCommandLine(argv), (e: Error) => e instanceof UsageError && why.test(e.message));
+  }
+});

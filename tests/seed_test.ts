@@ -150,7 +150,7 @@ Deno.test("seed propositions: O_DIRECT dump, bitmap files beside the dump, -e sm
     assert.ok(bm?.startsWith(`bitmaps in files in ${outDir} `), `bitmap line: ${bm}`);
     const out = line(r.text, /^output: /);
     if (direct) {
-      assert.equal(out, `output: ${dump} (O_DIRECT)`);
+      assert.equal(out, `output: ${dump} (O_DIRECT, AIO writes)`);
       assert.match(bm!, /, O_DIRECT,/);
     }
     // The descriptors the process held: the bitmap files are unlinked files in outDir, nothing in tmpfs.

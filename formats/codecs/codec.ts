@@ -1,3 +1,5 @@
+import type { EngineName } from "./engines.ts";
+
 /** Per-page compression, as stored in kdump page descriptors (flags field) and header status. */
 export interface PageCodec {
   /** Name used in messages: zlib, lzo, snappy, zstd. */
@@ -6,9 +8,14 @@ export interface PageCodec {
   readonly flag: number;
   /**
    * Which implementation this is, for messages: "libz 1.2.13 (FFI)", "node:zlib", "libzstd 1.5.4 (FFI)",
-   * "vmsift (TypeScript)".
+   * "vmsift (TypeScript)", "libdeflate (FFI)".
    */
   readonly impl: string;
+  /**
+   * The registry engine this is (engines.ts: "libdeflate", "libz", "node", "liblzo2", "builtin", ...), so that
+   * codec workers can make the same one. Absent on ad-hoc codecs (tests); workers then use "builtin".
+   */
+  readonly engine?: EngineName;
   /**
    * Compress one page. Returns the compressed bytes when strictly smaller than the page, else null (the
    * caller stores the page raw). The returned array may be reused by the next call: copy or write it first.

@@ -9,15 +9,17 @@
  * {@link isCodecWorker} first and starts the loop instead of the CLI.
  *
  * Protocol (all page buffers are transferred, never copied, and come back for reuse):
- * - main → worker `init {codec, impl, pageSize}` once, then `batch {seq, count, zero, pages, out, sizes}`:
+ * - main → worker `init {codec, impl, pageSize}` once (`impl` is the main thread codec's engine, forced in the
+ *   worker so that every thread writes the same bytes), then `batch {seq, count, zero, pages, out, sizes}`:
  *   `pages` holds `count` consecutive dumpable pages back to back;
  * - worker → main `done {seq, pages, out, sizes}`: sizes[i] = {@link ZERO_PAGE} when `zero` was set and page i
  *   is all zero, pageSize when it is to be stored raw (compressed data is kept only when strictly smaller than
  *   a page), else its compressed size, the compressed bytes packed in `out` in page order; or
  *   `error {seq, message}`.
  */
-import { type CodecName, createCodec } from "./registry.ts";
+import { type CodecName, createCodecAsync } from "./registry.ts";
 import type { PageCodec } from "./codec.ts";
+import type { EngineName } from "./engines.ts";
 
 /** The `name` of codec workers (Worker option; `self.name` inside the worker). */
 export const CODEC_WORKER_NAME = "vmsift-codec";
@@ -30,8 +32,11 @@ export interface CodecInitMessage {
   type: "init";
   /** Registry name: zlib, lzo, snappy, zstd. */
   codec: string;
-  /** The main thread's implementation: libz/libzstd through FFI or built-in (the bytes may differ). */
-  impl: "native" | "builtin";
+  /**
+   * The main thread codec's engine (libdeflate, libz, node, liblzo2, ...): engines of one codec write different
+   * bytes, so the worker forces the same one and fails rather than use another.
+   */
+  impl: EngineName;
   pageSize: number;
 }
 
@@ -43,7 +48,7 @@ export interface CodecInitMessage {
 export interface CodecWarmMessage {
   type: "warm";
   codec: string;
-  impl: "native" | "builtin";
+  impl: EngineName;
 }
 
 /** A batch of pages to compress. */
@@ -81,7 +86,7 @@ export type CodecReply = CodecDoneMessage | CodecErrorMessage;
 export type WorkerCodecFactory = (
   name: string,
   pageSize: number,
-  impl: "native" | "builtin",
+  impl: EngineName,
 ) => PageCodec | Promise<PageCodec>;
 
 /** True inside a codec worker (a Worker named {@link CODEC_WORKER_NAME}). */
@@ -90,11 +95,11 @@ export function isCodecWorker(): boolean {
 }
 
 /**
- * Which implementation workers must use to produce the same bytes as `codec`: "native" for the system
- * libraries through FFI (registry impl names end in "(FFI)"), else "builtin".
+ * The engine workers must use to produce the same bytes as `codec`: its registry engine (libdeflate, libz,
+ * node, liblzo2, builtin, ...); "builtin" for an ad-hoc codec without one.
  */
-export function workerImplOf(codec: PageCodec): "native" | "builtin" {
-  return /\(FFI\)$/.test(codec.impl ?? "") ? "native" : "builtin";
+export function workerEngineOf(codec: PageCodec): EngineName {
+  return codec.engine ?? "builtin";
 }
 
 /** The module to start codec workers from: this module (the bundle itself when bundled). */
@@ -171,7 +176,7 @@ let started = false;
  * (tests use it to make a failing codec).
  */
 export function startCodecWorker(
-  factory: WorkerCodecFactory = (n, ps, impl) => createCodec(n as CodecName, ps, { impl }),
+  factory: WorkerCodecFactory = (n, ps, impl) => createCodecAsync(n as CodecName, ps, { impl }),
 ): void {
   if (started) return;
   started = true;

@@ -32,6 +32,7 @@ export function lzoCompressBound(n: number): number {
 export class LzoCodec implements PageCodec {
   readonly name = "lzo";
   readonly flag = FLAG_LZO;
+  readonly engine = "builtin";
   readonly impl = "vmsift (TypeScript)";
   /** Hash table of input offsets (liblzo2's lzo_dict_t array, cleared per 48 KiB block). */
   #dict = new Uint16Array(D_SIZE);

@@ -86,6 +86,7 @@ export interface NativeZlibOptions {
 export class NativeZlibCodec implements PageCodec {
   readonly name = "zlib";
   readonly flag = FLAG_ZLIB;
+  readonly engine = "libz";
   /** e.g. "libz 1.2.13 (FFI)". */
   readonly impl: string;
   readonly #lib: ZlibLib;

@@ -66,6 +66,7 @@ export interface NativeZstdOptions {
 export class NativeZstdCodec implements PageCodec {
   readonly name = "zstd";
   readonly flag = FLAG_ZSTD;
+  readonly engine = "libzstd";
   /** e.g. "libzstd 1.5.4 (FFI)". */
   readonly impl: string;
   readonly #lib: ZstdLib;

@@ -29,6 +29,7 @@ function le32(b: Uint8Array, i: number): number {
 export class SnappyCodec implements PageCodec {
   readonly name = "snappy";
   readonly flag = FLAG_SNAPPY;
+  readonly engine = "builtin";
   readonly impl = "vmsift (TypeScript)";
   #table = new Uint16Array(1 << MAX_TABLE_BITS);
   #out: Uint8Array;

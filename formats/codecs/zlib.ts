@@ -5,13 +5,14 @@
  * 77 ms vs 114 ms. But Deno's node:zlib level 1 is not classic zlib: its output is larger than
  * makedumpfile's and never byte-identical, so this is only the fallback for nativeZlib.ts (libz via FFI).
  */
-import zlib from "node:zlib";
+import { nodeZlib } from "./nodeZlib.ts";
 import { FLAG_ZLIB, type PageCodec } from "./codec.ts";
 
 /** PageCodec over node:zlib deflateSync (level 1, windowBits 15, memLevel 8) / inflateSync. */
 export class ZlibCodec implements PageCodec {
   readonly name = "zlib";
   readonly flag = FLAG_ZLIB;
+  readonly engine = "node";
   readonly impl = "node:zlib";
   readonly #level: number;
 
@@ -20,14 +21,14 @@ export class ZlibCodec implements PageCodec {
   }
 
   compress(page: Uint8Array): Uint8Array | null {
-    const out = zlib.deflateSync(page, { level: this.#level, windowBits: 15, memLevel: 8 });
+    const out = nodeZlib().deflateSync(page, { level: this.#level, windowBits: 15, memLevel: 8 });
     return out.length < page.length ? out : null;
   }
 
   decompress(data: Uint8Array, out: Uint8Array): boolean {
     let r: Uint8Array;
     try {
-      r = zlib.inflateSync(data, { maxOutputLength: out.length });
+      r = nodeZlib().inflateSync(data, { maxOutputLength: out.length });
     } catch {
       return false;
     }

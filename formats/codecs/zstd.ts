@@ -6,24 +6,26 @@
  * Uses node:zlib's zstd (libzstd inside Deno). The source size is pledged, so each frame is single-segment
  * with the content size in its header and no checksum, like ZSTD_compressCCtx output.
  */
-import * as zlib from "node:zlib";
+import type * as NodeZlib from "node:zlib";
+import { nodeZlib } from "./nodeZlib.ts";
 import { FLAG_ZSTD, type PageCodec } from "./codec.ts";
 
 /** zstd compression level used by makedumpfile -z. */
 export const ZSTD_LEVEL = 1;
 
 /** node:zlib accepts `pledgedSrcSize` (Node 23.8+, Deno 2.9) although the bundled typings lack it. */
-type ZstdCompressOptions = zlib.ZstdOptions & { pledgedSrcSize?: number };
+type ZstdCompressOptions = NodeZlib.ZstdOptions & { pledgedSrcSize?: number };
 
 /** Stateless apart from cached options; node:zlib allocates per call (measured in bench/codecs.ts). */
 export class ZstdCodec implements PageCodec {
   readonly name = "zstd";
   readonly flag = FLAG_ZSTD;
+  readonly engine = "node";
   readonly impl = "node:zlib";
   #level: number;
   #pageSize = -1;
   #compressOpts: ZstdCompressOptions = {};
-  #decompressOpts: zlib.ZstdOptions = {};
+  #decompressOpts: NodeZlib.ZstdOptions = {};
 
   constructor(pageSize = 4096, level = ZSTD_LEVEL) {
     this.#level = level;
@@ -35,9 +37,9 @@ export class ZstdCodec implements PageCodec {
     this.#compressOpts = {
       pledgedSrcSize: n,
       params: {
-        [zlib.constants.ZSTD_c_compressionLevel]: this.#level,
-        [zlib.constants.ZSTD_c_checksumFlag]: 0,
-        [zlib.constants.ZSTD_c_contentSizeFlag]: 1,
+        [nodeZlib().constants.ZSTD_c_compressionLevel]: this.#level,
+        [nodeZlib().constants.ZSTD_c_checksumFlag]: 0,
+        [nodeZlib().constants.ZSTD_c_contentSizeFlag]: 1,
       },
     };
     this.#decompressOpts = { maxOutputLength: n };
@@ -45,7 +47,7 @@ export class ZstdCodec implements PageCodec {
 
   compress(page: Uint8Array): Uint8Array | null {
     if (page.length !== this.#pageSize) this.#setPageSize(page.length);
-    const c = zlib.zstdCompressSync(page, this.#compressOpts);
+    const c = nodeZlib().zstdCompressSync(page, this.#compressOpts);
     // a plain Uint8Array view: Buffer#slice would share memory where callers expect a copy
     return c.length < page.length ? new Uint8Array(c.buffer, c.byteOffset, c.length) : null;
   }
@@ -57,7 +59,7 @@ export class ZstdCodec implements PageCodec {
     if (zstdFrameLength(data) !== data.length) return false;
     let d: Uint8Array;
     try {
-      d = zlib.zstdDecompressSync(data, this.#decompressOpts);
+      d = nodeZlib().zstdDecompressSync(data, this.#decompressOpts);
     } catch {
       return false;
     }

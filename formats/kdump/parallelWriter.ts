@@ -26,7 +26,7 @@ import {
   type CodecWarmMessage,
   codecWorkerUrl,
   compressBatch,
-  workerImplOf,
+  workerEngineOf,
   ZERO_PAGE,
 } from "../codecs/codecWorker.ts";
 import {
@@ -116,7 +116,7 @@ export class CodecWorkers {
       ws.push(w);
       if (opts.warm !== undefined) {
         const c = opts.warm;
-        w.postMessage({ type: "warm", codec: c.name, impl: workerImplOf(c) } satisfies CodecWarmMessage);
+        w.postMessage({ type: "warm", codec: c.name, impl: workerEngineOf(c) } satisfies CodecWarmMessage);
       }
     }
     return pool;
@@ -233,7 +233,7 @@ class ParallelRun {
   start(pool: CodecWorkers, codec: PageCodec, pageSize: number): void {
     if (pool.workers.length === 0) throw new Error("parallel writer: no workers");
     if (pool.earlyError !== null) this.#fail(`compression worker failed: ${pool.earlyError}`);
-    const init: CodecInitMessage = { type: "init", codec: codec.name, impl: workerImplOf(codec), pageSize };
+    const init: CodecInitMessage = { type: "init", codec: codec.name, impl: workerEngineOf(codec), pageSize };
     for (const worker of pool.workers) {
       const ws: WorkerState = { worker, inflight: 0 };
       this.#workers.push(ws);

@@ -3,9 +3,9 @@
  * and libkdumpfile validate (signature, header_version, block size, bitmap sizes, file size) and throws a
  * VmsiftError with the file and offset. Descriptors are found like crash does: prefix counts of bitmap 2
  * (here per 64 pfns). Pages are decompressed by flag with codecs from formats/codecs/registry.ts, one instance
- * per flag per KdumpFile, made on first use (native libz/libzstd when they load, see `codecImpl`). KdumpFile implements PhysicalMemory for re-filtering: its segments
- * are the runs of bitmap 1, and pages missing from bitmap 2 read as "not available" (false) unless
- * `zeroExcluded` is set (then zeros, like crash --zero_excluded).
+ * per flag per KdumpFile, made on first use (the registry's engines, see `codecImpl`). KdumpFile implements
+ * PhysicalMemory for re-filtering: its segments are the runs of bitmap 1, and pages missing from bitmap 2 read
+ * as "not available" (false) unless `zeroExcluded` is set (then zeros, like crash --zero_excluded).
  */
 import { VmsiftError } from "../../core/errors.ts";
 import { MemBitmap, popcount8 } from "../../core/bitmap.ts";
@@ -66,7 +66,7 @@ export interface PageDesc {
 export interface KdumpOpenOptions {
   /** readPhys fills excluded pages with zeros instead of returning false. */
   zeroExcluded?: boolean;
-  /** Codec implementation for decoding (registry createCodec `impl`); default "auto". */
+  /** Codec engine for decoding (registry createCodec `impl`: "auto", "builtin", "libz", ...); default "auto". */
   codecImpl?: CodecImplChoice;
 }
 
@@ -318,16 +318,33 @@ export class KdumpFile implements PhysicalMemory {
   /**
    * This file's decoder for a descriptor flag (one codec bit), made on first use; undefined for 0, unknown
    * bits or several bits. Its `impl` and `fallback` say which implementation decodes. Throws VmsiftError
-   * only when `codecImpl` "native" was asked for and cannot be used.
+   * only when a forced `codecImpl` ("native", "libz", ...) cannot be used.
    */
   codecForFlag(flag: number): CreatedCodec | undefined {
     let c = this.#codecs.get(flag);
     if (c === undefined) {
       if (codecNameForFlag(flag) === undefined) return undefined;
-      c = createCodec(flag, this.blockSize, { impl: this.#codecImpl });
+      c = this.#makeDecoder(flag);
       this.#codecs.set(flag, c);
     }
     return c;
+  }
+
+  /**
+   * Decoding is for checking what crash will read, so zlib pages are decoded by libz first (crash's own
+   * `uncompress()`): libdeflate, the fastest encoder, accepts a few malformed Huffman headers that zlib
+   * refuses (tests/codecs_engines_test.ts). Without libz, "auto" takes the next engine as usual.
+   */
+  #makeDecoder(flag: number): CreatedCodec {
+    const impl = this.#codecImpl;
+    if (impl === "auto" && codecNameForFlag(flag) === "zlib") {
+      try {
+        return createCodec(flag, this.blockSize, { impl: "libz" });
+      } catch {
+        // no libz here: the usual order (and its fallback message)
+      }
+    }
+    return createCodec(flag, this.blockSize, { impl });
   }
 
   /** The decoders made so far (for messages: `impl`, `fallback`). */

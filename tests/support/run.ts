@@ -10,13 +10,13 @@ export interface RunResult {
   stderr: string;
 }
 
-/** `deno run -A main.ts ...args`. */
+/** `deno run -A main.ts ...args` (`opts.permissions` replaces -A, e.g. to run without --allow-ffi). */
 export async function runVmsift(
   args: string[],
-  opts: { cwd?: string; stdin?: Uint8Array } = {},
+  opts: { cwd?: string; stdin?: Uint8Array; permissions?: string[] } = {},
 ): Promise<RunResult> {
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "--no-prompt", ...(opts.permissions ?? ["-A"]), MAIN, ...args],
     cwd: opts.cwd,
     stdout: "piped",
     stderr: "piped",
