@@ -48,6 +48,7 @@ import {
   timed,
   warmRead,
 } from "./lib.ts";
+import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -120,10 +121,11 @@ if (opt["no-bundle"]) {
     log(`deno bundle failed, using main.ts:\n${b.err}`);
     vmsiftCmd = [DENO, "run", "-A", MAIN];
   } else {
-    vmsiftCmd = [DENO, "run", "--allow-read", "--allow-write", "--allow-ffi", bundle];
+    // as shipped: the permissions and V8 flags that deno task compile bakes in
+    vmsiftCmd = [DENO, "run", V8_FLAGS_ARG, "--allow-read", "--allow-write", "--allow-ffi", bundle];
   }
 }
-const vmsiftForm = vmsiftCmd.length === 4 && vmsiftCmd[2] === "-A" ? "main.ts" : "bundle";
+const vmsiftForm = vmsiftCmd[2] === "-A" ? "main.ts" : `bundle (${V8_FLAGS_ARG})`;
 
 /** Start-up (median of 5 `--version`) of both vmsift forms and of makedumpfile. */
 async function startup(): Promise<Record<string, number>> {
@@ -131,7 +133,7 @@ async function startup(): Promise<Record<string, number>> {
     "vmsift main.ts": [DENO, "run", "-A", MAIN, "--version"],
     "makedumpfile": [makedumpfile!, "-v"],
   };
-  if (vmsiftForm === "bundle") forms["vmsift bundle"] = [...vmsiftCmd, "--version"];
+  if (vmsiftForm !== "main.ts") forms["vmsift bundle"] = [...vmsiftCmd, "--version"];
   const res: Record<string, number> = {};
   for (const [k, argv] of Object.entries(forms)) {
     const xs: number[] = [];

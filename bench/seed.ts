@@ -19,6 +19,7 @@
  * readPhys during the scan: bytes read in the vmemmap's physical pages, bytes read twice, bytes read by -e.
  * Prints a table and writes JSON. Times are reported only as ratios vmsift / makedumpfile.
  */
+import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { basename, dirname, join, resolve } from "node:path";
@@ -444,6 +445,7 @@ function vmsiftArgv(extra: string[], input: string, output: string): string[] {
   return [
     denoBin(),
     "run",
+    V8_FLAGS_ARG, // as shipped (scripts/runtimeFlags.ts)
     "-A",
     MAIN,
     "-c",

@@ -29,6 +29,12 @@ export interface PhysicalMemory {
    * segment touched, so callers should pass large buffers.
    */
   readPhys(paddr: number, out: Uint8Array): boolean;
+  /**
+   * Optional: the bytes at [paddr, paddr + len) without a copy (a view of an mmap window), or null when that
+   * is not possible (not mapped, crosses a segment end or a hole, unaligned); callers then use readPhys.
+   * The view is valid only until the next readPhys or viewPhys call on this object (the window moves).
+   */
+  viewPhys?(paddr: number, len: number): Uint8Array | null;
 }
 
 /** Index of the segment holding paddr, or -1 (binary search over sorted segments). */

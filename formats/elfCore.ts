@@ -244,6 +244,16 @@ export class ElfCore implements PhysicalMemory {
     return true;
   }
 
+  viewPhys(paddr: number, len: number): Uint8Array | null {
+    if (this.mapped === undefined) return null;
+    const idx = findSegment(this.segments, paddr);
+    if (idx < 0) return null;
+    const s = this.segments[idx];
+    const rel = paddr - s.paddr;
+    if (rel + len > s.fileSize) return null; // past the file-backed part (zeros) or the segment
+    return this.mapped.view(s.fileOffset + rel, len);
+  }
+
   close(): void {
     this.mapped?.close();
     this.mapped = undefined;

@@ -10,7 +10,7 @@ import { VmsiftError } from "../core/errors.ts";
 import { libcAvailable, strerror, sysClose, sysMmapRead, sysMunmap, sysOpen } from "./libc.ts";
 
 /** Default window: 4 MiB, as makedumpfile (MAP_REGION): mapped pages count in RSS, so the window stays small. */
-export const DEFAULT_WINDOW = 4 << 20;
+export const DEFAULT_WINDOW = 2 << 20;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
 const PAGE = 4096;
@@ -63,6 +63,18 @@ export class MappedFile {
       out.set(this.#view.subarray(at - this.#mapStart, at - this.#mapStart + n), done);
       done += n;
     }
+  }
+
+  /**
+   * The file bytes [offset, offset + len) as a view of the window (mapped there if needed), or null when len
+   * exceeds the window or the mapping fails. Valid until the next readExact/view/close: the window moves.
+   */
+  view(offset: number, len: number): Uint8Array | null {
+    if (len > this.#window - PAGE || offset < 0 || offset + len > this.size) return null;
+    if (offset < this.#mapStart || offset + len > this.#mapStart + this.#mapLen) {
+      if (!this.#map(offset)) return null;
+    }
+    return this.#view.subarray(offset - this.#mapStart, offset - this.#mapStart + len);
   }
 
   #map(at: number): boolean {

@@ -3,6 +3,8 @@
  * `deno compile` needs the denort runtime: it downloads it, or takes it from DENORT_BIN (offline builders
  * point DENORT_BIN at a denort binary of the same Deno version, 2.9.6).
  */
+import { V8_FLAGS_ARG } from "./runtimeFlags.ts";
+
 const out = Deno.args[0] ?? "dist/vmsift";
 const denort = Deno.env.get("DENORT_BIN");
 if (denort !== undefined) {
@@ -23,6 +25,8 @@ const cmd = new Deno.Command(Deno.execPath(), {
     "--allow-read",
     "--allow-write",
     "--allow-ffi",
+    // baked into the executable like the permissions (scripts/runtimeFlags.ts)
+    V8_FLAGS_ARG,
     "--output",
     out,
     "main.ts",

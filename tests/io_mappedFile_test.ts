@@ -60,3 +60,39 @@ Deno.test("mappedFile: --non-mmap (read()) and the mmap window give the same dum
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("mappedFile: viewPhys gives readPhys's bytes without a copy, or null where it cannot", () => {
+  const dir = tempDir();
+  try {
+    const a = new Uint8Array(5 * 4096).map((_, i) => (i * 13 + (i >> 12)) & 0xff);
+    const b = new Uint8Array(3 * 4096).map((_, i) => (i * 29 + 1) & 0xff);
+    // segment 2 has a zero tail past its file bytes (p_memsz > p_filesz)
+    const core = buildElfCore([
+      { paddr: 0x10000, data: a },
+      { paddr: 0x20000, data: b, memSize: 5 * 4096 },
+    ], [{ name: "CORE", type: 1, desc: new Uint8Array(336) }]);
+    Deno.writeFileSync(`${dir}/core`, core);
+    const m = ElfCore.open(`${dir}/core`);
+    const r = ElfCore.open(`${dir}/core`, { mmap: false });
+    try {
+      for (const [p, len] of [[0x10000, 4096], [0x10000, 5 * 4096], [0x11000, 8192], [0x20000, 3 * 4096]]) {
+        const v = m.viewPhys(p, len);
+        assert.ok(v !== null, `view ${p.toString(16)}+${len}`);
+        const want = new Uint8Array(len);
+        assert.ok(r.readPhys(p, want));
+        assert.deepEqual(v, want);
+        assert.equal(v.buffer.byteLength > 0, true);
+      }
+      assert.equal(m.viewPhys(0x20000, 4 * 4096), null, "into the zero tail: no file bytes to view");
+      assert.equal(m.viewPhys(0x14000, 2 * 4096), null, "past the segment's end");
+      assert.equal(m.viewPhys(0x8000, 4096), null, "outside every segment");
+      assert.equal(m.viewPhys(0x10000, 8 << 20), null, "larger than the window");
+      assert.equal(r.viewPhys(0x10000, 4096), null, "read() mode has no window to view");
+    } finally {
+      m.close();
+      r.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

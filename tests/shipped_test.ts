@@ -5,6 +5,7 @@
  * documents (read, write, ffi).
  */
 import assert from "node:assert/strict";
+import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 import { fileURLToPath } from "node:url";
 import { writeSample } from "../fixtures/sample.ts";
 import { tempDir } from "./support/run.ts";
@@ -49,6 +50,7 @@ Deno.test("shipped: the bundled vmsift.js dumps and verifies the sample under en
           "--no-remote",
           "--no-npm",
           "--no-config",
+          V8_FLAGS_ARG,
           "--allow-read",
           "--allow-write",
           "--allow-ffi",

@@ -84,7 +84,7 @@ export interface KdumpWriteResult {
 }
 
 /** Pages read from memory in one readPhys call at most (2 MiB of 4 KiB pages). */
-const RUN_BYTES = 2 << 20;
+const RUN_BYTES = 1 << 20;
 
 /** Compute the layout of the file writeKdump would produce for `src`. */
 export function layoutFor(src: KdumpSource): KdumpLayout {
@@ -593,6 +593,16 @@ function* writePages(
 
   try {
     for (const [start, n] of bitmapRuns(src.bitmap2, src.maxMapnr, runPages)) {
+      // Straight from the input's mmap window when it can (no copy; zero check and codec read it there).
+      const view = src.mem.viewPhys?.(start * ps, n * ps) ?? null;
+      if (view !== null && view.byteOffset % 4 === 0) {
+        const w = new Uint32Array(view.buffer, view.byteOffset, view.length >>> 2);
+        storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec);
+        res.dumpablePages += n;
+        opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
+        yield;
+        continue;
+      }
       const buf = runBuf.subarray(0, n * ps);
       const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
       storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec);
