@@ -70,3 +70,21 @@ export function pointerAt(buf: Uint8Array<ArrayBuffer>, offset = 0): Deno.Pointe
   if (q === null) throw new Error("null pointer for an FFI buffer");
   return q;
 }
+
+/**
+ * The page as an FFI "buffer" argument: the page itself when its memory can be passed (a plain ArrayBuffer,
+ * including views of an mmap window), else a copy in `scratch` (at least page-sized; SharedArrayBuffer or
+ * resizable buffers cannot be passed).
+ */
+export function ffiInput(page: Uint8Array, scratch: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  if (page.buffer instanceof ArrayBuffer && !page.buffer.resizable) return page as Uint8Array<ArrayBuffer>;
+  const src = scratch.subarray(0, page.length);
+  src.set(page);
+  return src;
+}
+
+/** One size_t in/out argument (`size_t *len`, `lzo_uint *dst_len`): `bytes` for FFI, `word` to read/set. */
+export class SizeCell {
+  readonly word: BigUint64Array<ArrayBuffer> = new BigUint64Array(1);
+  readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(this.word.buffer);
+}

@@ -22,7 +22,7 @@
  * bit 1). No deflate encoder writes those, and a page is still accepted only with the right adler32.
  */
 import { FLAG_ZLIB, type PageCodec } from "./codec.ts";
-import { loadLibrary } from "./ffiLib.ts";
+import { ffiInput, loadLibrary } from "./ffiLib.ts";
 
 /** Library names tried in order (Debian/Ubuntu libdeflate0, Fedora libdeflate). */
 export const LIBDEFLATE_NAMES: readonly string[] = ["libdeflate.so.0", "libdeflate.so"];
@@ -132,9 +132,7 @@ export class LibdeflateCodec implements PageCodec {
   compress(page: Uint8Array): Uint8Array | null {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
-    let src: Uint8Array<ArrayBuffer>;
-    if (page.buffer instanceof ArrayBuffer && !page.buffer.resizable) src = page as Uint8Array<ArrayBuffer>;
-    else (src = this.#in.subarray(0, n)).set(page);
+    const src = ffiInput(page, this.#in);
     const out = this.#out;
     const len = Number(this.#lib.libdeflate_zlib_compress(this.#c, src, this.#pageBig, out, this.#outBig));
     // 0: did not fit libdeflate's own bound, which cannot happen; treat it as incompressible

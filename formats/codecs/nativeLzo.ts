@@ -13,7 +13,7 @@
  * LZO1X_1_MEM_COMPRESS = 16384 * lzo_sizeof_dict_t = 131072 bytes.
  */
 import { FLAG_LZO, type PageCodec } from "./codec.ts";
-import { cString, loadLibrary } from "./ffiLib.ts";
+import { cString, ffiInput, loadLibrary, SizeCell } from "./ffiLib.ts";
 import { lzoCompressBound } from "./lzo.ts";
 
 /** Library names tried in order. */
@@ -72,8 +72,7 @@ export class NativeLzoCodec implements PageCodec {
   readonly #lib: LzoLib;
   readonly #wrk = new Uint8Array(new ArrayBuffer(LZO1X_1_MEM_COMPRESS));
   /** lzo_uint *dst_len (in: capacity for decompression; out: length). */
-  readonly #lenWord = new BigUint64Array(1);
-  readonly #lenBytes = new Uint8Array(this.#lenWord.buffer);
+  readonly #len = new SizeCell();
   #pageSize = 0;
   #pageBig = 0n;
   #in = new Uint8Array(new ArrayBuffer(0));
@@ -98,12 +97,10 @@ export class NativeLzoCodec implements PageCodec {
   compress(page: Uint8Array): Uint8Array | null {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
-    let src: Uint8Array<ArrayBuffer>;
-    if (page.buffer instanceof ArrayBuffer && !page.buffer.resizable) src = page as Uint8Array<ArrayBuffer>;
-    else (src = this.#in.subarray(0, n)).set(page);
-    const rc = this.#lib.lzo1x_1_compress(src, this.#pageBig, this.#out, this.#lenBytes, this.#wrk);
+    const src = ffiInput(page, this.#in);
+    const rc = this.#lib.lzo1x_1_compress(src, this.#pageBig, this.#out, this.#len.bytes, this.#wrk);
     if (rc !== LZO_E_OK) throw new Error(`lzo1x_1_compress failed (${rc})`);
-    const len = Number(this.#lenWord[0]);
+    const len = Number(this.#len.word[0]);
     return len < n ? this.#out.subarray(0, len) : null;
   }
 
@@ -114,9 +111,9 @@ export class NativeLzoCodec implements PageCodec {
     const src = this.#in.subarray(0, data.length);
     src.set(data);
     const dst = this.#out.subarray(0, n);
-    this.#lenWord[0] = this.#pageBig;
-    const rc = this.#lib.lzo1x_decompress_safe(src, BigInt(data.length), dst, this.#lenBytes, null);
-    if (rc !== LZO_E_OK || this.#lenWord[0] !== this.#pageBig) return false;
+    this.#len.word[0] = this.#pageBig;
+    const rc = this.#lib.lzo1x_decompress_safe(src, BigInt(data.length), dst, this.#len.bytes, null);
+    if (rc !== LZO_E_OK || this.#len.word[0] !== this.#pageBig) return false;
     out.set(dst);
     return true;
   }

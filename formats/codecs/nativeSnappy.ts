@@ -9,7 +9,7 @@
  * the two engines give different -p files; both decode each other's pages, and they accept the same streams.
  */
 import { FLAG_SNAPPY, type PageCodec } from "./codec.ts";
-import { loadLibrary } from "./ffiLib.ts";
+import { ffiInput, loadLibrary, SizeCell } from "./ffiLib.ts";
 
 /** Library names tried in order. */
 export const LIBSNAPPY_NAMES: readonly string[] = ["libsnappy.so.1", "libsnappy.so"];
@@ -53,8 +53,7 @@ export class NativeSnappyCodec implements PageCodec {
   readonly impl = "libsnappy (FFI)";
   readonly #lib: SnappyLib;
   /** size_t *length (in: capacity; out: length). */
-  readonly #lenWord = new BigUint64Array(1);
-  readonly #lenBytes = new Uint8Array(this.#lenWord.buffer);
+  readonly #len = new SizeCell();
   #pageSize = 0;
   #pageBig = 0n;
   #capBig = 0n;
@@ -80,13 +79,11 @@ export class NativeSnappyCodec implements PageCodec {
   compress(page: Uint8Array): Uint8Array | null {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
-    let src: Uint8Array<ArrayBuffer>;
-    if (page.buffer instanceof ArrayBuffer && !page.buffer.resizable) src = page as Uint8Array<ArrayBuffer>;
-    else (src = this.#in.subarray(0, n)).set(page);
-    this.#lenWord[0] = this.#capBig;
-    const rc = this.#lib.snappy_compress(src, this.#pageBig, this.#out, this.#lenBytes);
+    const src = ffiInput(page, this.#in);
+    this.#len.word[0] = this.#capBig;
+    const rc = this.#lib.snappy_compress(src, this.#pageBig, this.#out, this.#len.bytes);
     if (rc !== SNAPPY_OK) throw new Error(`snappy_compress failed (${rc})`);
-    const len = Number(this.#lenWord[0]);
+    const len = Number(this.#len.word[0]);
     return len < n ? this.#out.subarray(0, len) : null;
   }
 
@@ -99,11 +96,11 @@ export class NativeSnappyCodec implements PageCodec {
     const lib = this.#lib;
     const len = BigInt(data.length);
     // crash: the declared length first (it must be the page), then the data
-    if (lib.snappy_uncompressed_length(src, len, this.#lenBytes) !== SNAPPY_OK) return false;
-    if (this.#lenWord[0] !== this.#pageBig) return false;
+    if (lib.snappy_uncompressed_length(src, len, this.#len.bytes) !== SNAPPY_OK) return false;
+    if (this.#len.word[0] !== this.#pageBig) return false;
     const dst = this.#out.subarray(0, n);
-    if (lib.snappy_uncompress(src, len, dst, this.#lenBytes) !== SNAPPY_OK) return false;
-    if (this.#lenWord[0] !== this.#pageBig) return false;
+    if (lib.snappy_uncompress(src, len, dst, this.#len.bytes) !== SNAPPY_OK) return false;
+    if (this.#len.word[0] !== this.#pageBig) return false;
     out.set(dst);
     return true;
   }

@@ -12,7 +12,7 @@
  * this is the codec to use whenever libz can be loaded; see registry.ts for the fallback.
  */
 import { FLAG_ZLIB, type PageCodec } from "./codec.ts";
-import { cString, loadLibrary, pointerAt } from "./ffiLib.ts";
+import { cString, loadLibrary, pointerAt, SizeCell } from "./ffiLib.ts";
 
 /** Library names tried in order (Debian/Ubuntu/Fedora: libz.so.1). */
 export const LIBZ_NAMES: readonly string[] = ["libz.so.1", "libz.so"];
@@ -104,8 +104,7 @@ export class NativeZlibCodec implements PageCodec {
   #outPtr = 0n;
   #inView = new Uint8Array(0);
   #outView = new Uint8Array(0);
-  #lenWord = new BigUint64Array(1);
-  #lenBytes = new Uint8Array(this.#lenWord.buffer);
+  readonly #len = new SizeCell();
 
   constructor(pageSize = 4096, opts: NativeZlibOptions = {}) {
     const l = loadLibz(opts.libraryNames);
@@ -147,10 +146,10 @@ export class NativeZlibCodec implements PageCodec {
     if (n !== this.#pageSize) this.#setPageSize(n);
     this.#inView.set(page);
     if (this.#perPage) {
-      this.#lenWord[0] = BigInt(this.#outCap);
-      const rc = this.#lib.compress2(this.#outView, this.#lenBytes, this.#inView, BigInt(n), ZLIB_LEVEL);
+      this.#len.word[0] = BigInt(this.#outCap);
+      const rc = this.#lib.compress2(this.#outView, this.#len.bytes, this.#inView, BigInt(n), ZLIB_LEVEL);
       if (rc !== Z_OK) throw new Error(`compress2 failed: ${rc}`);
-      const len = Number(this.#lenWord[0]);
+      const len = Number(this.#len.word[0]);
       return len < n ? this.#outView.subarray(0, len) : null;
     }
     const sv = this.#sv;
@@ -189,8 +188,8 @@ export class NativeZlibCodec implements PageCodec {
 
   /** uncompress() itself (crash's call), for tests: bytes produced, or -1 unless it returns Z_OK. */
   uncompress(data: Uint8Array, out: Uint8Array<ArrayBuffer>): number {
-    this.#lenWord[0] = BigInt(out.length);
-    const rc = this.#lib.uncompress(out, this.#lenBytes, new Uint8Array(data), BigInt(data.length));
-    return rc === Z_OK ? Number(this.#lenWord[0]) : -1;
+    this.#len.word[0] = BigInt(out.length);
+    const rc = this.#lib.uncompress(out, this.#len.bytes, new Uint8Array(data), BigInt(data.length));
+    return rc === Z_OK ? Number(this.#len.word[0]) : -1;
   }
 }
