@@ -38,10 +38,11 @@ export function openOutput(path: string, opts: CliOptions, msg: Messages): Sink 
   const sink = DirectSink.create(path, {
     overwrite: opts.force,
     direct: true,
-    // Three 1 MiB windows: one each for the descriptor and data streams being filled, and one data window
-    // written with AIO meanwhile; small, so that the whole process stays near Deno's own RSS.
-    windowBytes: 1 << 20,
-    cacheBytes: 3 << 20,
+    // Four 512 KiB windows: one each for the descriptor and data streams being filled, and two data windows
+    // written with AIO meanwhile; small, so that the whole process stays near Deno's own RSS (O_DIRECT
+    // writes of 512 KiB and 1 MiB run at the same rate on this machine's disk: 689 and 654 MB/s with dd).
+    windowBytes: 512 << 10,
+    cacheBytes: 2 << 20,
     onWarning: (w) => msg.common(`warning: ${w}`),
   });
   const how = sink.direct ? "O_DIRECT" : "buffered: the filesystem refused O_DIRECT";

@@ -56,7 +56,7 @@ export interface ScanResult {
 
 /** Options of the scan. */
 export interface ScanOptions {
-  /** Struct pages per read (multiple of 512; default 16384 = 1 MiB of 64-byte struct pages). */
+  /** Struct pages per read (multiple of 512; default 4096 = 256 KiB of 64-byte struct pages). */
   chunkPages?: number;
 }
 
@@ -110,7 +110,7 @@ export function excludeUnnecessaryPages(
   const size = scheme.pageStructSize;
   const chunkPages = Math.max(
     PGMM_CACHED,
-    Math.floor((opts.chunkPages ?? 16384) / PGMM_CACHED) * PGMM_CACHED,
+    Math.floor((opts.chunkPages ?? 4096) / PGMM_CACHED) * PGMM_CACHED,
   );
   const buf = new Uint8Array(chunkPages * size);
   const u32 = new Uint32Array(buf.buffer);

@@ -83,8 +83,8 @@ export interface KdumpWriteResult {
   unreadable?: UnreadablePages;
 }
 
-/** Pages read from memory in one readPhys call at most (2 MiB of 4 KiB pages). */
-const RUN_BYTES = 1 << 20;
+/** Pages read (or viewed in the mmap window) at once, at most: 512 KiB, half the input window. */
+const RUN_BYTES = 512 << 10;
 
 /** Compute the layout of the file writeKdump would produce for `src`. */
 export function layoutFor(src: KdumpSource): KdumpLayout {
