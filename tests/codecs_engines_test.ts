@@ -21,6 +21,7 @@ import { VmsiftError } from "../core/errors.ts";
 import { refSnappy, sampleElfPages } from "./support/refCodecs.ts";
 import { CACHE_DIR } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -31,24 +32,12 @@ const HAVE_LIBZ = loadLibz().ok;
 const HAVE_LZO = loadLiblzo2().ok;
 const HAVE_SNAPPY = loadLibsnappy().ok;
 
-/** Deterministic xorshift32. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x >>>= 0;
-  };
-}
-
 /**
  * `count` constructed pages of `size` bytes over the whole range of entropy: zeros with a few bytes, text,
  * random, runs, struct-like records, short periods, halves of each, literal runs between matches.
  */
 function pages(count: number, size = PAGE, seed = 1): Uint8Array[] {
-  const r = rng(seed);
+  const r = xorshift32(seed);
   const text = new TextEncoder().encode("Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) ");
   const out: Uint8Array[] = [new Uint8Array(size)];
   for (let n = 1; n < count; n++) {
@@ -81,47 +70,12 @@ function copyOrNull(z: Uint8Array | null): Uint8Array | null {
   return z === null ? null : z.slice();
 }
 
-/**
- * Mutations of `seeds` (bit flips, byte sets, truncations, appended bytes, copied spans): calls `check` with
- * each mutated input.
- */
-function mutate(
-  seeds: Uint8Array[],
-  iterations: number,
-  seed: number,
-  check: (z: Uint8Array, i: number) => void,
-) {
-  const r = rng(seed);
-  for (let i = 0; i < iterations; i++) {
-    let z = seeds[r() % seeds.length].slice();
-    const kind = r() % 6;
-    const edits = 1 + (r() % 4);
-    for (let e = 0; e < edits && z.length > 0; e++) {
-      const at = r() % z.length;
-      if (kind === 0) z[at] ^= 1 << (r() & 7);
-      else if (kind === 1) z[at] = r() & 0xff;
-      else if (kind === 2) z[at] = [0, 0xff, 0x11, 0x80, 0x7f, 0x40, 0x20, 0x10][r() & 7];
-      else if (kind === 3) z = z.slice(0, at);
-      else if (kind === 4) {
-        const ext = new Uint8Array(z.length + 1 + (r() % 8));
-        ext.set(z);
-        for (let k = z.length; k < ext.length; k++) ext[k] = r() & 0xff;
-        z = ext;
-      } else {
-        const from = r() % z.length;
-        z.copyWithin(at, from, Math.min(z.length, from + 1 + (r() % 16)));
-      }
-    }
-    check(z, i);
-  }
-}
-
 /** Accept/reject of every mutated input must be the same for `a` and `b`, and accepted pages equal. */
 function sameAcceptance(a: PageCodec, b: PageCodec, seeds: Uint8Array[], iterations: number, seed: number) {
   const oa = new Uint8Array(PAGE);
   const ob = new Uint8Array(PAGE);
   let accepted = 0;
-  mutate(seeds, iterations, seed, (z, i) => {
+  mutateSeeds(seeds, iterations, seed, (z, i) => {
     const ka = a.decompress(z, oa.fill(0));
     const kb = b.decompress(z, ob.fill(0));
     assert.equal(ka, kb, `${a.impl} ${ka} vs ${b.impl} ${kb} on mutation #${i}`);

@@ -13,27 +13,15 @@ import { VmsiftError } from "../core/errors.ts";
 import { type RefCodec, refLzo, refSnappy, refZstd, sampleElfPages } from "./support/refCodecs.ts";
 import { CACHE_DIR, haveReal, realVmcore } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
 
 const PAGE = 4096;
 
-/** Deterministic xorshift32 PRNG. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
 function randomBytes(n: number, seed: number): Uint8Array {
-  const r = rng(seed);
+  const r = xorshift32(seed);
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = r() & 0xff;
   return b;
@@ -204,7 +192,6 @@ for (const name of ["lzo", "snappy", "zstd"]) {
     ignore: ref === null,
     fn() {
       const c = ours[name]();
-      const r = rng(0x5eed + name.length);
       const ourOut = new Uint8Array(PAGE);
       const refOut = new Uint8Array(PAGE);
       const seeds: Uint8Array[] = [];
@@ -215,28 +202,7 @@ for (const name of ["lzo", "snappy", "zstd"]) {
       seeds.push(...ALL.slice(0, 12).map(([, p]) => ref!.compress(p)));
       const iterations = name === "zstd" ? 3000 : 20000;
       let accepted = 0;
-      for (let i = 0; i < iterations; i++) {
-        const base = seeds[r() % seeds.length];
-        let z: Uint8Array = base.slice();
-        const kind = r() % 6;
-        const edits = 1 + (r() % 4);
-        for (let e = 0; e < edits && z.length > 0; e++) {
-          const at = r() % z.length;
-          if (kind === 0) z[at] ^= 1 << (r() & 7);
-          else if (kind === 1) z[at] = r() & 0xff;
-          else if (kind === 2) z[at] = [0, 0xff, 0x11, 0x80, 0x7f, 0x40, 0x20, 0x10][r() & 7];
-          else if (kind === 3) z = z.slice(0, at);
-          else if (kind === 4) {
-            const ext = new Uint8Array(z.length + 1 + (r() % 8));
-            ext.set(z);
-            for (let k = z.length; k < ext.length; k++) ext[k] = r() & 0xff;
-            z = ext;
-          } else {
-            const len = 1 + (r() % 16);
-            const from = r() % z.length;
-            z.copyWithin(at, from, Math.min(z.length, from + len));
-          }
-        }
+      mutateSeeds(seeds, iterations, 0x5eed + name.length, (z, i) => {
         ourOut.fill(0);
         let ok: boolean;
         try {
@@ -259,7 +225,7 @@ for (const name of ["lzo", "snappy", "zstd"]) {
             assert.deepEqual(ourOut, refOut, `${name} output differs from the library on #${i}`);
           }
         }
-      }
+      });
       assert.ok(accepted > 0, "some mutations (e.g. of literal bytes) must stay valid");
     },
   });
