@@ -19,6 +19,7 @@ import { rebuildFlat } from "../formats/flatRebuild.ts";
 import type { Sink } from "../formats/sink.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { haveReal, REAL_DIR, realExpected, realVmcore, unpackReal } from "./support/fixture.ts";
+import { uniform32 } from "./support/mutate.ts";
 
 const PS = 4096;
 const { tmp, test } = tempDirTests("vmsift-elfw-");
@@ -172,18 +173,6 @@ function source(segs: PhysSegment[], bm: MemBitmap, maxMapnr: number, extra: Par
   };
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
-
 /** Check an output file against the source, read back with ElfCore. */
 function checkReadBack(path: string, src: ElfDumpSource): void {
   const core = ElfCore.open(path);
@@ -251,7 +240,7 @@ test("ELF layout: leading excluded run gives a data-less PT_LOAD with p_offset 0
 
 test("ELF layout matches the page-by-page oracle (random bitmaps, partial pages, beyond maxMapnr)", () => {
   for (let seed = 1; seed <= 30; seed++) {
-    const r = rng(seed * 31337);
+    const r = uniform32(seed * 31337);
     const maxMapnr = 20000 + ((r() * 50000) | 0);
     const segs: PhysSegment[] = [];
     let p = (r() * 5000) | 0;
@@ -288,7 +277,7 @@ test("ELF layout matches the page-by-page oracle (random bitmaps, partial pages,
 test("ELF output reads back with ElfCore; markElfIncomplete sets e_flags bit 0", () => {
   const segs = [seg(0, 0xa0 * PS), seg(0xc0 * PS + 100, 3000 * PS - 50), seg(4000 * PS, 700 * PS)];
   const bm = new MemBitmap(5000);
-  const r = rng(99);
+  const r = uniform32(99);
   for (let p = 0; p < 5000; p += 50) if (r() < 0.5) bm.setRange(p, p + 50 + ((r() * 400) | 0));
   const src = source(segs, bm, 5000);
   const path = tmp("rb.elf");

@@ -11,6 +11,7 @@ import {
   isFlattened,
 } from "../formats/flatReader.ts";
 import { rebuildFlat, rebuildFlatToFile } from "../formats/flatRebuild.ts";
+import { uniform32 } from "./support/mutate.ts";
 
 /** Collects a stream in memory; writes at most `maxPerCall` bytes per call (short writes must be retried). */
 class Collector {
@@ -50,19 +51,6 @@ function source(bytes: Uint8Array, step = 7777): ByteSource {
   };
 }
 
-/** Deterministic PRNG (xorshift32). */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
-
 interface Op {
   kind: "write" | "rewrite";
   offset: number;
@@ -75,7 +63,7 @@ interface Op {
  * isolated writes with gaps, and rewrites of the most recent bytes (still in the gathering buffer).
  */
 function randomOps(seed: number): { ops: Op[]; size: number } {
-  const r = rng(seed);
+  const r = uniform32(seed);
   const ops: Op[] = [];
   const fill = (n: number) => {
     const b = new Uint8Array(n);

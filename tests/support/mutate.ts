@@ -1,4 +1,4 @@
-/** Deterministic mutation of compressed pages, shared by the codec tests (accept/reject agreement checks). */
+/** Deterministic pseudo-random numbers and mutation of compressed pages, shared by the tests. */
 
 /** Deterministic xorshift32 PRNG (never 0). */
 export function xorshift32(seed: number): () => number {
@@ -10,6 +10,12 @@ export function xorshift32(seed: number): () => number {
     x ^= x << 5;
     return x >>>= 0;
   };
+}
+
+/** The same sequence as numbers in [0, 1). */
+export function uniform32(seed: number): () => number {
+  const r = xorshift32(seed);
+  return () => r() / 4294967296;
 }
 
 /**
