@@ -41,8 +41,18 @@ export type { Sink } from "./formats/sink.ts";
 export { FileSink } from "./io/fileSink.ts";
 /** Page codecs: zlib, lzo, snappy, zstd. */
 export type { PageCodec } from "./formats/codecs/codec.ts";
-/** Make a codec by name or descriptor flag. */
-export { type CodecName, createCodec, type EngineChoice } from "./formats/codecs/registry.ts";
+/**
+ * Make a codec by name or descriptor flag (`createCodecAsync` can also import the node:zlib fallback), and
+ * the engines each codec has (`--codec-engine`).
+ */
+export {
+  type CodecName,
+  createCodec,
+  createCodecAsync,
+  type EngineChoice,
+} from "./formats/codecs/registry.ts";
+/** The engines of each codec, in the order "auto" tries them. */
+export { CODEC_ENGINES, type EngineName } from "./formats/codecs/engines.ts";
 /** Every offset of a kdump-compressed file, as a pure function of the counts. */
 export { type KdumpLayout, kdumpLayout } from "./formats/kdump/layout.ts";
 /** The kdump-compressed writer. */
