@@ -46,6 +46,6 @@ export function openOutput(path: string, opts: CliOptions, msg: Messages): Sink 
     onWarning: (w) => msg.common(`warning: ${w}`),
   });
   const how = sink.direct ? "O_DIRECT" : "buffered: the filesystem refused O_DIRECT";
-  msg.debug(`output: ${path} (${how}, ${sink.asyncWrites ? "AIO" : "synchronous"} writes)`);
+  msg.debug(`output: ${path} (${how}, ${sink.usesAio ? "AIO" : "synchronous"} writes)`);
   return sink;
 }

@@ -177,7 +177,7 @@ export class DirectSink implements Sink {
   }
 
   /** Complete windows go out with AIO (false: every write is a synchronous pwrite). */
-  get asyncWrites(): boolean {
+  get usesAio(): boolean {
     return this.#aio !== null;
   }
 

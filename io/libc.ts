@@ -68,11 +68,21 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** True when FFI is allowed without prompting (the permission is granted, not merely promptable). */
+export function ffiGranted(): boolean {
+  try {
+    return typeof Deno.dlopen === "function" &&
+      Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
 /** True when libc can be loaded (FFI permission granted, glibc present). Never prompts for permission. */
 export function libcAvailable(): boolean {
   if (lib !== null) return true;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return false;
+    if (!ffiGranted()) return false;
     L();
     return true;
   } catch {

@@ -40,7 +40,7 @@ export class MappedFile {
 
   /** Open `path` for mapped reads; undefined when mmap cannot be used here (the caller falls back). */
   static open(path: string, size: number, window = DEFAULT_WINDOW): MappedFile | undefined {
-    if (size === 0 || !ffiGranted() || !libcAvailable()) return undefined;
+    if (size === 0 || !libcAvailable()) return undefined;
     const fd = sysOpen(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return undefined;
     const f = new MappedFile(path, fd, size, Math.max(PAGE, window - (window % PAGE)));
@@ -113,13 +113,5 @@ export class MappedFile {
   close(): void {
     this.#unmap();
     sysClose(this.#fd);
-  }
-}
-
-function ffiGranted(): boolean {
-  try {
-    return Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-  } catch {
-    return false;
   }
 }

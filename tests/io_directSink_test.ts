@@ -134,7 +134,7 @@ for (const [name, geo, size, maxPiece] of GEOMETRIES) {
           reference(`${dir}/ref`, s.ops, s.size);
           const sink = run(`${dir}/out${seed}`, s.ops, s.size, { ...geo, direct, async, sync: false });
           assert.equal(sink.direct, direct);
-          assert.equal(sink.asyncWrites, async, "glibc AIO loads here");
+          assert.equal(sink.usesAio, async, "glibc AIO loads here");
           assert.deepEqual(sink.warnings, []);
           assertSameFile(`${dir}/out${seed}`, `${dir}/ref`);
           assert.ok(sink.stats.writeCalls > 0);
@@ -271,7 +271,7 @@ Deno.test({
       windowBytes: 256 << 10,
       cacheBytes: 1 << 20,
     });
-    assert.ok(sink.asyncWrites);
+    assert.ok(sink.usesAio);
     const chunk = new Uint8Array(64 << 10);
     let off = 0;
     const err = (() => {

@@ -14,15 +14,10 @@ export type LoadResult<S extends Deno.ForeignLibraryInterface> =
 
 const loaded = new Map<string, Deno.DynamicLibrary<Deno.ForeignLibraryInterface>>();
 
-/** True when FFI is allowed without prompting. */
-export function ffiGranted(): boolean {
-  try {
-    return typeof Deno.dlopen === "function" &&
-      Deno.permissions.querySync({ name: "ffi" }).state === "granted";
-  } catch {
-    return false;
-  }
-}
+import { ffiGranted } from "../../io/libc.ts";
+
+/** True when FFI is allowed without prompting (io/libc.ts). */
+export { ffiGranted };
 
 /**
  * dlopen the first of `names` that loads, with `symbols`. `key` identifies the symbol set (two codecs may

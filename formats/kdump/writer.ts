@@ -598,14 +598,11 @@ function* writePages(
       if (view !== null && view.byteOffset % 4 === 0) {
         const w = new Uint32Array(view.buffer, view.byteOffset, view.length >>> 2);
         storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec);
-        res.dumpablePages += n;
-        opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
-        yield;
-        continue;
+      } else {
+        const buf = runBuf.subarray(0, n * ps);
+        const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
+        storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec);
       }
-      const buf = runBuf.subarray(0, n * ps);
-      const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
-      storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec);
       res.dumpablePages += n;
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
       yield;
