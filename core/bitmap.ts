@@ -32,6 +32,27 @@ export function popcount8(b: number): number {
   return POP8[b & 0xff];
 }
 
+/**
+ * Walk bits [start, end) the way both bitmap backends do ranges: `bit(p)` for the bits before the first byte
+ * boundary and after the last, `bytes(from, to)` once for the whole bytes between (byte indexes). Plain
+ * arithmetic, so ranges past 2^31 bits work.
+ */
+export function forBitRange(
+  start: number,
+  end: number,
+  bit: (pfn: number) => void,
+  bytes: (fromByte: number, toByte: number) => void,
+): void {
+  let p = start;
+  while (p < end && p % 8 !== 0) bit(p++);
+  const fullEnd = end - (end % 8);
+  if (p < fullEnd) {
+    bytes(p / 8, fullEnd / 8);
+    p = fullEnd;
+  }
+  for (; p < end; p++) bit(p);
+}
+
 /** Bitmap held in one Uint8Array. */
 export class MemBitmap implements PfnBitmap {
   readonly nbits: number;
@@ -63,21 +84,12 @@ export class MemBitmap implements PfnBitmap {
   }
 
   #range(start: number, end: number, on: boolean): void {
-    let p = start;
-    while (p < end && (p & 7) !== 0) {
-      if (on) this.set(p);
-      else this.clear(p);
-      p++;
-    }
-    const fullEnd = end & ~7;
-    if (p < fullEnd) {
-      this.bytes.fill(on ? 0xff : 0, p >>> 3, fullEnd >>> 3);
-      p = fullEnd;
-    }
-    for (; p < end; p++) {
-      if (on) this.set(p);
-      else this.clear(p);
-    }
+    forBitRange(
+      start,
+      end,
+      (p) => on ? this.set(p) : this.clear(p),
+      (a, b) => this.bytes.fill(on ? 0xff : 0, a, b),
+    );
   }
 
   readBytes(byteOffset: number, out: Uint8Array): void {
@@ -88,14 +100,12 @@ export class MemBitmap implements PfnBitmap {
 
   popcount(start = 0, end = this.nbits): number {
     let n = 0;
-    let p = start;
-    while (p < end && (p & 7) !== 0) {
+    const bytes = this.bytes;
+    forBitRange(start, end, (p) => {
       if (this.get(p)) n++;
-      p++;
-    }
-    const fullEnd = end & ~7;
-    for (let i = p >>> 3; i < fullEnd >>> 3; i++) n += POP8[this.bytes[i]];
-    for (p = Math.max(p, fullEnd); p < end; p++) if (this.get(p)) n++;
+    }, (a, b) => {
+      for (let i = a; i < b; i++) n += POP8[bytes[i]];
+    });
     return n;
   }
 

@@ -1,4 +1,4 @@
-import { MemBitmap, type PfnBitmap } from "../core/bitmap.ts";
+import { forBitRange, MemBitmap, type PfnBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { BlockCache, Use } from "./blockCache.ts";
 import {
@@ -200,21 +200,12 @@ export class FileBitmap implements PfnBitmap {
   }
 
   #range(start: number, end: number, on: boolean): void {
-    let p = start;
-    while (p < end && (p & 7) !== 0) {
-      if (on) this.set(p);
-      else this.clear(p);
-      p++;
-    }
-    const fullEnd = end - (end & 7);
-    if (p < fullEnd) {
-      this.#fillBytes(p / 8, fullEnd / 8, on ? 0xff : 0);
-      p = fullEnd;
-    }
-    for (; p < end; p++) {
-      if (on) this.set(p);
-      else this.clear(p);
-    }
+    forBitRange(
+      start,
+      end,
+      (p) => on ? this.set(p) : this.clear(p),
+      (a, b) => this.#fillBytes(a, b, on ? 0xff : 0),
+    );
   }
 
   /** Fill bytes [from, to) with v; blocks covered entirely are not read first. */
@@ -249,19 +240,10 @@ export class FileBitmap implements PfnBitmap {
   }
 
   popcount(start = 0, end = this.nbits): number {
-    end = Math.min(end, this.nbytes * 8);
     let n = 0;
-    let p = start;
-    while (p < end && (p & 7) !== 0) {
+    forBitRange(start, Math.min(end, this.nbytes * 8), (p) => {
       if (this.get(p)) n++;
-      p++;
-    }
-    const fullEnd = end - (end & 7);
-    if (p < fullEnd) {
-      n += this.#popBytes(p / 8, fullEnd / 8);
-      p = fullEnd;
-    }
-    for (; p < end; p++) if (this.get(p)) n++;
+    }, (a, b) => n += this.#popBytes(a, b));
     return n;
   }
 

@@ -32,12 +32,19 @@ function assertSameBytes(a: PfnBitmap, b: PfnBitmap, off: number, len: number): 
   assert.deepEqual(y, x, `readBytes(${off}, ${len})`);
 }
 
-Deno.test("FileBitmap matches MemBitmap under random operations with a tiny cache", () => {
+Deno.test("FileBitmap and MemBitmap match a bit-per-byte model under random operations, tiny cache", () => {
   const dir = diskTempDir();
   try {
     for (const nbits of [3_000_001, 65_536 * 8, 77]) {
       const r = rng(nbits);
       const mem = new MemBitmap(nbits);
+      // the independent model: one byte per bit, no byte arithmetic (both backends share forBitRange)
+      const model = new Uint8Array(nbits);
+      const modelCount = (a: number, b: number) => {
+        let n = 0;
+        for (let q = a; q < Math.min(b, nbits); q++) n += model[q];
+        return n;
+      };
       // 4 KiB blocks, 3 of them cached: almost every jump evicts a dirty block
       const fb = FileBitmap.create(nbits, { dir, blockBytes: 4096, cacheBytes: 3 * 4096 });
       assert.equal(fb.direct, true);
@@ -49,28 +56,36 @@ Deno.test("FileBitmap matches MemBitmap under random operations with a tiny cach
         if (k < 0.25) {
           mem.set(p);
           fb.set(p);
+          model[p] = 1;
         } else if (k < 0.4) {
           mem.clear(p);
           fb.clear(p);
+          model[p] = 0;
         } else if (k < 0.6) {
           assert.equal(fb.get(p), mem.get(p), `get(${p})`);
+          assert.equal(mem.get(p), model[p] === 1, `model get(${p})`);
         } else if (k < 0.75) {
           const e = Math.min(nbits + 20, p + Math.floor(r() * (r() < 0.5 ? 100 : 200_000)));
           mem.setRange(p, e);
           fb.setRange(p, e);
+          model.fill(1, p, Math.min(e, nbits));
         } else if (k < 0.88) {
           const e = Math.min(nbits + 20, p + Math.floor(r() * (r() < 0.5 ? 100 : 200_000)));
           mem.clearRange(p, e);
           fb.clearRange(p, e);
+          model.fill(0, p, Math.min(e, nbits));
         } else if (k < 0.95) {
           const e = Math.min(nbits, p + Math.floor(r() * 300_000));
           assert.equal(fb.popcount(p, e), mem.popcount(p, e), `popcount(${p}, ${e})`);
+          assert.equal(mem.popcount(p, e), modelCount(p, e), `model popcount(${p}, ${e})`);
         } else {
           const off = Math.floor(p / 8);
           assertSameBytes(mem, fb, off, Math.floor(r() * 20_000));
         }
       }
       assert.equal(fb.popcount(), mem.popcount());
+      assert.equal(mem.popcount(), modelCount(0, nbits));
+      for (let q = 0; q < nbits; q++) if (mem.get(q) !== (model[q] === 1)) assert.fail(`model bit ${q}`);
       assertSameBytes(mem, fb, 0, Math.ceil(nbits / 8) + 100);
       if (nbits > 100_000) assert.ok(fb.cache.stats.writeCalls > 10 && fb.cache.stats.readCalls > 10);
       fb.close();
