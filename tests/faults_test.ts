@@ -7,18 +7,17 @@
  */
 import assert from "node:assert/strict";
 import { ElfCore } from "../formats/elfCore.ts";
-import { MemBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import type { PhysicalMemory } from "../core/physMem.ts";
-import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { FileSink } from "../io/fileSink.ts";
-import { type KdumpSource, writeKdump } from "../formats/kdump/writer.ts";
+import { writeKdump } from "../formats/kdump/writer.ts";
 import { writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import { writeElfDump } from "../formats/elfWriter.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { zlibCodec } from "../formats/codecs/zlib.ts";
 import { parseCommandLine, parseSizeLimit, UsageError } from "../cli/options.ts";
+import { kdumpSourceFromElf } from "./support/elfSource.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { haveProgram, MAIN, runVmsift, tempDir } from "./support/run.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
@@ -332,37 +331,6 @@ class FailingMemory implements PhysicalMemory {
   }
 }
 
-function sourceFromElf(core: ElfCore, mem: PhysicalMemory, maxMapnr: number): KdumpSource {
-  const bitmap1 = new MemBitmap(maxMapnr);
-  for (const s of core.segments) {
-    bitmap1.setRange(Math.floor(s.paddr / PS), Math.min(maxMapnr, Math.ceil((s.paddr + s.memSize) / PS)));
-  }
-  const bitmap2 = new MemBitmap(maxMapnr);
-  bitmap2.bytes.set(bitmap1.bytes);
-  const note = core.vmcoreinfoNote!;
-  const info = VmcoreInfo.parse(new TextDecoder().decode(note.desc));
-  // init_uts_ns is in the kernel image: PA = VA - __START_KERNEL_map + phys_base (mod 2^64).
-  const va = info.requireSymbol("init_uts_ns") + BigInt(info.requireOffset("uts_namespace.name"));
-  const pa = Number(BigInt.asUintN(64, va - 0xffffffff80000000n + info.requireNumber("phys_base")));
-  const utsname = new Uint8Array(390);
-  assert.ok(core.readPhys(pa, utsname));
-  return {
-    mem,
-    bitmap1,
-    bitmap2,
-    maxMapnr,
-    pageSize: PS,
-    noteBytes: core.noteSegment.bytes,
-    vmcoreinfoOffsetInNotes: note.descFileOffset - core.noteSegment.fileOffset,
-    vmcoreinfoSize: note.desc.length,
-    utsname,
-    crashTime: 0,
-    nrCpus: core.nrCpus,
-    physBase: BigInt.asUintN(64, info.requireNumber("phys_base")),
-    dumpLevel: 1,
-  };
-}
-
 realOnly(
   "vmcore read errors: the dump goes on, the range is recorded, its pages are never-written",
   async () => {
@@ -384,7 +352,7 @@ realOnly(
       for (const threads of [1, 2]) {
         const out = `${dir}/dump${threads}`;
         const sink = FileSink.create(out);
-        const src = sourceFromElf(core, mem2, 0x8000);
+        const src = kdumpSourceFromElf(core, 0x8000, { mem: mem2 });
         const r = threads === 1
           ? writeKdump(src, { codec: zlibCodec, sink })
           : await writeKdumpParallel(src, { codec: zlibCodec, sink, threads });
@@ -405,7 +373,7 @@ realOnly(
         k.close();
       }
       // ELF: zeros for the unreadable pages, e_flags bit 0
-      const src = sourceFromElf(core, mem, 0x8000);
+      const src = kdumpSourceFromElf(core, 0x8000, { mem });
       const elfOut = `${dir}/dump.elf`;
       const sink = FileSink.create(elfOut);
       const e = writeElfDump({ ...src, segments: core.segments, beyondMaxMapnr: "exclude" }, sink);

@@ -4,8 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ElfCore } from "../formats/elfCore.ts";
-import { MemBitmap } from "../core/bitmap.ts";
-import { VmcoreInfo } from "../core/vmcoreinfo.ts";
+import type { MemBitmap } from "../core/bitmap.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { type KdumpSource, writeKdump } from "../formats/kdump/writer.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
@@ -13,6 +12,7 @@ import { verifyDump } from "../formats/kdump/verify.ts";
 import { describeDump } from "../formats/kdump/info.ts";
 import { zlibCodec } from "../formats/codecs/zlib.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
+import { kdumpSourceFromElf } from "./support/elfSource.ts";
 import { haveReal, realVmcore, unpackReal } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 
@@ -29,40 +29,6 @@ function haveMakedumpfile(): boolean {
   } catch {
     return false;
   }
-}
-
-/** Build a KdumpSource for the whole vmcore below maxMapnr: bitmap2 = bitmap1 (levels 0 and 1). */
-function sourceFromElf(core: ElfCore, maxMapnr: number, dumpLevel: number): KdumpSource {
-  const ps = 4096;
-  const bitmap1 = new MemBitmap(maxMapnr);
-  for (const s of core.segments) {
-    bitmap1.setRange(Math.floor(s.paddr / ps), Math.min(maxMapnr, Math.ceil((s.paddr + s.memSize) / ps)));
-  }
-  const bitmap2 = new MemBitmap(maxMapnr);
-  bitmap2.bytes.set(bitmap1.bytes);
-  const note = core.vmcoreinfoNote!;
-  const info = VmcoreInfo.parse(new TextDecoder().decode(note.desc));
-  // init_uts_ns is in the kernel image: PA = VA - __START_KERNEL_map + phys_base (mod 2^64).
-  const va = info.requireSymbol("init_uts_ns") + BigInt(info.requireOffset("uts_namespace.name"));
-  const physBase = info.requireNumber("phys_base");
-  const pa = Number(BigInt.asUintN(64, va - 0xffffffff80000000n + physBase));
-  const utsname = new Uint8Array(390);
-  assert.ok(core.readPhys(pa, utsname));
-  return {
-    mem: core,
-    bitmap1,
-    bitmap2,
-    maxMapnr,
-    pageSize: ps,
-    noteBytes: core.noteSegment.bytes,
-    vmcoreinfoOffsetInNotes: note.descFileOffset - core.noteSegment.fileOffset,
-    vmcoreinfoSize: note.desc.length,
-    utsname,
-    crashTime: 0,
-    nrCpus: core.nrCpus,
-    physBase: BigInt.asUintN(64, physBase),
-    dumpLevel,
-  };
 }
 
 function writeTo(src: KdumpSource, path: string, codec: PageCodec | null) {
@@ -104,7 +70,7 @@ for (const level of [0, 1]) {
         const core = ElfCore.open(vmcore);
         try {
           const t0 = performance.now();
-          const r = writeTo(sourceFromElf(core, REAL_MAX_MAPNR, level), ours, null);
+          const r = writeTo(kdumpSourceFromElf(core, REAL_MAX_MAPNR, { dumpLevel: level }), ours, null);
           const secs = (performance.now() - t0) / 1000;
           console.log(
             `  write -d ${level}: ${(r.fileSize / 1e6 / secs).toFixed(0)} MB/s out (${secs.toFixed(2)} s)`,
@@ -144,7 +110,7 @@ Deno.test({
       const t0 = performance.now();
       let r;
       try {
-        r = writeTo(sourceFromElf(core, REAL_MAX_MAPNR, 1), `${dir}/c.kdump`, zlibCodec);
+        r = writeTo(kdumpSourceFromElf(core, REAL_MAX_MAPNR, { dumpLevel: 1 }), `${dir}/c.kdump`, zlibCodec);
       } finally {
         core.close();
       }
@@ -208,7 +174,7 @@ Deno.test({
     const k = KdumpFile.open(ref);
     const core = ElfCore.open(vmcore);
     try {
-      const src = sourceFromElf(core, REAL_MAX_MAPNR, 31);
+      const src = kdumpSourceFromElf(core, REAL_MAX_MAPNR, { dumpLevel: 31 });
       assert.deepEqual((src.bitmap1 as MemBitmap).bytes, k.bitmap1.bytes);
       (src.bitmap2 as MemBitmap).bytes.set(k.bitmap2.bytes);
       const t0 = performance.now();
