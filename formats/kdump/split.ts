@@ -21,7 +21,6 @@
  */
 import { VmsiftError } from "../../core/errors.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
-import type { Sink } from "../sink.ts";
 import { SH } from "./header.ts";
 import {
   bitmapRuns,
@@ -38,6 +37,7 @@ import {
 } from "./writer.ts";
 import { drive, driveAsync, DumpInterrupted, readRunChecked, UnreadablePages } from "../incomplete.ts";
 import type { KdumpLayout } from "./layout.ts";
+import type { Sink } from "../../io/sink.ts";
 
 /** makedumpfile's DEFAULT_SPLITBLOCK_SIZE: 1 GiB. */
 export const DEFAULT_SPLITBLOCK_SIZE = 1 << 30;

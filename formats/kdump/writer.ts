@@ -10,7 +10,6 @@ import { VmsiftError } from "../../core/errors.ts";
 import { findSegment, type PhysicalMemory } from "../../core/physMem.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
 import type { PageCodec } from "../codecs/codec.ts";
-import type { Sink } from "../sink.ts";
 import {
   DUMP_DH_COMPRESSED_INCOMPLETE,
   encodeMainHeader,
@@ -21,16 +20,16 @@ import {
 } from "./header.ts";
 import { type KdumpLayout, kdumpLayout, PAGE_DESC_SIZE } from "./layout.ts";
 import {
-  asOutputFull,
   drive,
   driveAsync,
   DumpInterrupted,
   type IncompleteInfo,
-  OutputFullError,
   readRunChecked,
   UnreadablePages,
   type WriteControl,
 } from "../incomplete.ts";
+import { asOutputFull, OutputFullError } from "../../io/outputFull.ts";
+import type { Sink } from "../../io/sink.ts";
 
 /** What the writer needs to know about the input. */
 export interface KdumpSource {
