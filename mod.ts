@@ -63,5 +63,29 @@ export { KdumpFile } from "./formats/kdump/reader.ts";
 export { verifyDump, type VerifyReport } from "./formats/kdump/verify.ts";
 /** Header, bitmap and descriptor summary of a dump. */
 export { describeDump, type DumpInfo } from "./formats/kdump/info.ts";
-/** One whole dump: vmcore in, kdump-compressed file out. */
-export { type DumpRequest, type DumpResult, runDump } from "./cli/dump.ts";
+/** Opening the input of a dump: ELF vmcore, kdump-compressed or flattened file (probe table). */
+export {
+  type DumpInput,
+  type ElfDumpInput,
+  INPUT_FORMATS,
+  type InputFormat,
+  type InputFormatOps,
+  type KdumpDumpInput,
+  openInput,
+  type OpenInputOptions,
+  readVmcoreinfoFile,
+} from "./dump/input.ts";
+/** The plan of a dump: levels, codec, output form, bitmaps, guard, limits. */
+export {
+  DEFAULT_BITMAP_BUDGET,
+  type DumpOptions,
+  type DumpPlan,
+  type OutputForm,
+  planDump,
+} from "./dump/plan.ts";
+/** Running a plan: one whole dump, vmcore in, dump out. */
+export { dumpVmcore, runDump, type RunOptions } from "./dump/run.ts";
+/** What a dump did. */
+export { type DumpReport, reportJson } from "./dump/report.ts";
+/** SIGTERM/SIGINT finish a running dump as incomplete. */
+export { withStopSignals } from "./dump/signals.ts";

@@ -4,16 +4,21 @@
  * 64-bit fields that are offsets or pfns are plain numbers (files and pfns stay below 2^53); phys_base is a
  * bigint because x86_64 kernels may have a "negative" one.
  */
+import { UTSNAME_SIZE } from "../../core/utsname.ts";
 import { MAIN_HEADER_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
 
 /** "KDUMP   " */
 export const KDUMP_SIGNATURE = "KDUMP   ";
+
+/** True when `head` (the first bytes of a file) starts with the kdump-compressed signature. */
+export function isKdumpHead(head: Uint8Array): boolean {
+  return head.length >= 8 && String.fromCharCode(...head.subarray(0, 8)) === KDUMP_SIGNATURE;
+}
+
 /** Legacy diskdump signature (accepted by readers, never written). */
 export const DISKDUMP_SIGNATURE = "DISKDUMP";
 /** header_version written by makedumpfile and by us. */
 export const KDUMP_HEADER_VERSION = 6;
-/** Bytes of the utsname copy (6 x 65). */
-export const UTSNAME_SIZE = 390;
 /** Length of one utsname field. */
 export const UTS_FIELD = 65;
 

@@ -24,9 +24,11 @@ import {
   FLAT_SIGNATURE,
   FLAT_TYPE,
   FLAT_VERSION,
+  hasFlatSignature,
 } from "../flatReader.ts";
+import { ElfCore } from "../elfCore.ts";
 import { KdumpFile, type KdumpOpenOptions, type RandomAccessFile } from "./reader.ts";
-import { KDUMP_SIGNATURE } from "./header.ts";
+import { isKdumpHead } from "./header.ts";
 
 /** What a file looks like from its first bytes. */
 export type DumpFormat = "elf" | "kdump" | "flattened" | "unknown";
@@ -36,10 +38,10 @@ export function sniffDumpFormat(path: string): DumpFormat {
   const f = PositionalFile.open(path);
   try {
     const h = new Uint8Array(32);
-    const n = f.readAt(0, h);
-    if (n >= 4 && h[0] === 0x7f && h[1] === 0x45 && h[2] === 0x4c && h[3] === 0x46) return "elf";
-    if (n >= 8 && String.fromCharCode(...h.subarray(0, 8)) === KDUMP_SIGNATURE) return "kdump";
-    if (n >= 32 && FLAT_SIGNATURE.every((b, i) => h[i] === b)) return "flattened";
+    const head = h.subarray(0, f.readAt(0, h));
+    if (ElfCore.sniff(head)) return "elf";
+    if (isKdumpHead(head)) return "kdump";
+    if (hasFlatSignature(head)) return "flattened";
     return "unknown";
   } finally {
     f.close();
