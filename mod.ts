@@ -89,3 +89,34 @@ export { dumpVmcore, runDump, type RunOptions } from "./dump/run.ts";
 export { type DumpReport, reportJson } from "./dump/report.ts";
 /** SIGTERM/SIGINT finish a running dump as incomplete. */
 export { withStopSignals } from "./dump/signals.ts";
+/** Types that appear in the signatures above. */
+export type { KernelImageRange, MemoryModelOptions } from "./core/memoryModel.ts";
+export type { LevelName, MappedPiece, WalkResult, WalkStep } from "./core/pageTable.ts";
+export type {
+  HugetlbSource,
+  OrderSource,
+  PageScheme,
+  PageTypeSchemeName,
+  TypeMatcher,
+} from "./core/pageTypes.ts";
+export type { ScanOptions } from "./core/scan.ts";
+export type { MemSection, SparseMem } from "./core/sparsemem.ts";
+export type { ClassCounts, StatsJsonExtra } from "./core/stats.ts";
+export type { VmemmapExcludeResult } from "./core/vmemmapExclude.ts";
+export type { DmesgOptions } from "./core/dmesgFormat.ts";
+export type { CreateCodecOptions, CreatedCodec } from "./formats/codecs/registry.ts";
+export type {
+  IncompleteInfo,
+  IncompleteReason,
+  UnreadablePages,
+  WriteControl,
+} from "./formats/incomplete.ts";
+export type { MainHeader, SubHeader } from "./formats/kdump/header.ts";
+export type { KdumpInput } from "./formats/kdump/inputKdump.ts";
+export type { LayoutInput } from "./formats/kdump/layout.ts";
+export type { PageDesc, RandomAccessFile } from "./formats/kdump/reader.ts";
+export type { VerifyCounts, VerifyOptions } from "./formats/kdump/verify.ts";
+export type { KdumpWriteOptions } from "./formats/kdump/writer.ts";
+export type { IntervalSet } from "./io/intervalSet.ts";
+export type { MappedFile } from "./io/mappedFile.ts";
+export type { PositionalFile } from "./io/positionalFile.ts";

@@ -28,26 +28,37 @@ export interface OpenInputOptions {
 
 /** An ELF vmcore (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E) and the VMCOREINFO to use. */
 export interface ElfDumpInput {
+  /** Always "elf". */
   readonly format: "elf";
+  /** The path it was opened from. */
   readonly path: string;
+  /** The ELF reader (segments, notes, headers). */
   readonly core: ElfCore;
   /** The vmcore's memory (the same object as `core`). */
   readonly mem: PhysicalMemory;
+  /** The VMCOREINFO used: the vmcore's note, or the `-i` file. */
   readonly info: VmcoreInfo;
   /** Offset of the VMCOREINFO desc text inside the copied notes, or -1 when the vmcore has no such note. */
   readonly vmcoreinfoOffsetInNotes: number;
+  /** Length of the VMCOREINFO desc text, 0 without the note. */
   readonly vmcoreinfoSize: number;
+  /** Close the file. */
   close(): void;
 }
 
 /** A kdump-compressed or flattened kdump file to re-filter, and the VMCOREINFO to use. */
 export interface KdumpDumpInput {
+  /** "kdump", or "flattened" for makedumpfile's -F stream. */
   readonly format: "kdump" | "flattened";
+  /** The path it was opened from. */
   readonly path: string;
+  /** The dump's headers, bitmaps, notes and pages. */
   readonly kdump: KdumpInput;
   /** The dump's pages (absent pages read as zeros). */
   readonly mem: PhysicalMemory;
+  /** The VMCOREINFO used: the dump's own, or the `-i` file. */
   readonly info: VmcoreInfo;
+  /** Close the file. */
   close(): void;
 }
 
@@ -56,9 +67,11 @@ export type DumpInput = ElfDumpInput | KdumpDumpInput;
 
 /** One entry of the probe table: how to recognise a format from its first bytes, and how to open it. */
 export interface InputFormatOps {
+  /** The format's name. */
   readonly name: InputFormat;
   /** True when `head` (the first 32 bytes of the file, fewer when it is shorter) is this format's. */
   probe(head: Uint8Array): boolean;
+  /** Open `path`, known to be of this format. */
   open(path: string, opts: OpenInputOptions): DumpInput;
 }
 

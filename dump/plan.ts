@@ -56,19 +56,31 @@ export interface DumpOptions {
 
 /** A checked plan: {@link runDump} carries it out. */
 export interface DumpPlan {
+  /** The opened input (the caller closes it). */
   readonly input: DumpInput;
   /** The requested level, then the fallback levels. */
   readonly levels: readonly number[];
+  /** The page codec, or null for an uncompressed dump. */
   readonly codec: PageCodec | null;
+  /** The output form. */
   readonly form: OutputForm;
+  /** Form "split": `--splitblock-size` in bytes. */
   readonly splitblockSize?: number;
+  /** Memory for both bitmaps together, bytes. */
   readonly bitmapBudget: number;
+  /** Directory for bitmap files (default: the first output file's). */
   readonly bitmapDir?: string;
+  /** O_DIRECT for the output and bitmap files. */
   readonly directIo: boolean;
+  /** Keep kernel-image pages whatever their struct page says. */
   readonly imageGuard: boolean;
+  /** `-e`: exclude unused vmemmap pages. */
   readonly excludeVmemmap: boolean;
+  /** `-L`: largest size of each output file, bytes. */
   readonly sizeLimit?: number;
+  /** Mark an unfinished dump as incomplete in its header. */
   readonly markIncomplete: boolean;
+  /** Compressing threads (> 1: Web Workers). */
   readonly threads: number;
 }
 

@@ -48,8 +48,6 @@ export interface RunOptions {
   onRetry?: (level: number, why: string) => void;
   /** Polled between runs of pages: a signal name stops the dump, finished as incomplete (withStopSignals). */
   interrupted?: () => string | null;
-  /** With threads > 1: compression workers already started (runDump starts them itself when absent). */
-  codecWorkers?: CodecWorkers;
 }
 
 /**
@@ -96,12 +94,12 @@ export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpRep
     )));
   const bitmapDir = plan.bitmapDir ?? (outputs.length > 0 ? directoryOf(outputs[0]) : undefined);
   // --num-threads: start the compression workers first, their start-up overlaps reading and scanning
-  if (plan.threads > 1 && plan.codec !== null && opts.codecWorkers === undefined) {
-    const codecWorkers = CodecWorkers.start(workersFor(plan.threads), { warm: plan.codec });
+  if (plan.threads > 1 && plan.codec !== null) {
+    const workers = CodecWorkers.start(workersFor(plan.threads), { warm: plan.codec });
     try {
-      return await runLevels(plan, { ...opts, codecWorkers }, open, bitmapDir);
+      return await runLevels(plan, opts, open, bitmapDir, workers);
     } finally {
-      codecWorkers.terminate();
+      workers.terminate();
     }
   }
   return await runLevels(plan, opts, open, bitmapDir);
@@ -112,12 +110,13 @@ async function runLevels(
   opts: RunOptions,
   open: () => Sink[],
   bitmapDir: string | undefined,
+  workers?: CodecWorkers,
 ): Promise<DumpReport> {
   const levels = plan.levels;
   for (let i = 0;; i++) {
     const last = i === levels.length - 1;
     try {
-      return await runLevel(plan, opts, levels[i], last, open, bitmapDir);
+      return await runLevel(plan, opts, levels[i], last, open, bitmapDir, workers);
     } catch (e) {
       const full = asOutputFull(e);
       if (full === null || last) throw e;
@@ -135,6 +134,7 @@ async function runLevel(
   lastLevel: boolean,
   open: () => Sink[],
   bitmapDir: string | undefined,
+  workers: CodecWorkers | undefined,
 ): Promise<DumpReport> {
   const t0 = performance.now();
   const input = plan.input;
@@ -174,7 +174,10 @@ async function runLevel(
       keepIncomplete: lastLevel,
     };
     const sinks = open();
-    const write = await useSinks(sinks, () => writeForm(plan, opts, control, f.source, f.extraStatus, sinks));
+    const write = await useSinks(
+      sinks,
+      () => writeForm(plan, opts, control, f.source, f.extraStatus, sinks, workers),
+    );
     return {
       stats: pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages),
       scan: f.scan,
@@ -198,6 +201,7 @@ async function writeForm(
   src: KdumpSource,
   extraStatus: number,
   sinks: Sink[],
+  workers: CodecWorkers | undefined,
 ): Promise<KdumpWriteResult> {
   if (plan.form === "split") {
     const r = await writeKdumpSplitAsync(src, sinks, {
@@ -224,7 +228,7 @@ async function writeForm(
       ...wopts,
       codec: plan.codec,
       threads: plan.threads,
-      workers: opts.codecWorkers,
+      workers,
     });
   }
   return await writeKdumpAsync(src, wopts);

@@ -48,6 +48,7 @@ export interface WriteControl {
 
 /** Set when a dump was finished as incomplete. */
 export interface IncompleteInfo {
+  /** Why writing stopped. */
   reason: IncompleteReason;
   /** Pages whose descriptor and data are in the file. */
   pagesWritten: number;
@@ -61,11 +62,14 @@ export interface IncompleteInfo {
 
 /** Ranges of pfns whose data could not be read from the vmcore, merged when adjacent. */
 export class UnreadablePages {
+  /** [first pfn, page count] of each unreadable run, in pfn order. */
   readonly ranges: Array<[start: number, count: number]> = [];
+  /** Pages in all ranges. */
   pages = 0;
   /** First error message (e.g. "read error: Input/output error"). */
   firstError = "";
 
+  /** Record `n` unreadable pages from `pfn` (`why`: the read error). */
   add(pfn: number, n: number, why: string): void {
     if (this.firstError === "") this.firstError = why;
     this.pages += n;

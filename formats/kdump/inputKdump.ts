@@ -260,7 +260,9 @@ function resolvePieces(
 
 /** A kdump-compressed input opened for re-filtering. */
 export interface KdumpInput {
+  /** The path it was opened from. */
   path: string;
+  /** Plain kdump-compressed, or makedumpfile's flattened stream. */
   format: "kdump" | "flattened";
   /** The open dump; closed by {@link KdumpInput.close}. */
   dump: KdumpFile;
@@ -271,6 +273,7 @@ export interface KdumpInput {
   mem: PhysicalMemory;
   /** The input's max_mapnr (the output keeps it, as makedumpfile does when re-filtering). */
   maxMapnr: number;
+  /** Page size (block_size). */
   pageSize: number;
   /** The input's note area, copied verbatim into the output. */
   noteBytes: Uint8Array;
@@ -278,6 +281,7 @@ export interface KdumpInput {
   vmcoreinfoText: string | undefined;
   /** Offset of the VMCOREINFO desc inside noteBytes, or -1. */
   vmcoreinfoOffsetInNotes: number;
+  /** Length of the VMCOREINFO text, 0 without. */
   vmcoreinfoSize: number;
   /** nr_cpus of the input header (or the count of CORE/NT_PRSTATUS notes when that is ≤ 0). */
   nrCpus: number;
@@ -296,6 +300,7 @@ export interface KdumpInput {
   physBase: bigint;
   /** utsname and timestamp of the input header (fallbacks; makedumpfile rereads init_uts_ns). */
   utsname: Uint8Array;
+  /** Crash time of the input header, seconds. */
   crashTime: number;
   /** status & 0x8. */
   incomplete: boolean;
@@ -303,6 +308,7 @@ export interface KdumpInput {
   status: number;
   /** Flattened input: records indexed. */
   flatRecords?: number;
+  /** Close the dump. */
   close(): void;
 }
 
