@@ -32,12 +32,12 @@ export interface PageStats {
 }
 
 /** Pages excluded in all. */
-export function excludedPages(s: PageStats): number {
+function excludedPages(s: PageStats): number {
   return s.zero + s.cache + s.cachePrivate + s.user + s.free + s.hwpoison + s.offline;
 }
 
 /** Pages that remain in the dump. */
-export function remainingPages(s: PageStats): number {
+function remainingPages(s: PageStats): number {
   return s.original - excludedPages(s);
 }
 

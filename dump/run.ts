@@ -276,6 +276,17 @@ async function writeElf(
 /**
  * Open `vmcore` (any input format), plan and run one dump, close the input: {@link openInput},
  * {@link planDump} and {@link runDump} in one call.
+ *
+ * @example Re-filter a dump made at level 1 to level 31 with snappy
+ * ```ts
+ * import { dumpVmcore } from "@vmsift/vmsift";
+ *
+ * const [dump, out] = Deno.args;
+ * if (dump !== undefined && out !== undefined) {
+ *   const report = await dumpVmcore(dump, { dumpLevel: 31, codec: "snappy", output: out });
+ *   console.log(`written at level ${report.dumpLevel}: ${report.write.fileSize} bytes`);
+ * }
+ * ```
  */
 export async function dumpVmcore(
   vmcore: string,

@@ -80,7 +80,7 @@ export function workersFor(threads: number): number {
 }
 
 /** Default pages per batch: 2 MiB of 4 KiB pages. */
-export const DEFAULT_BATCH_PAGES = 512;
+const DEFAULT_BATCH_PAGES = 512;
 
 /**
  * Codec workers, startable ahead of the write so that their start-up (each loads this program and compiles
