@@ -142,3 +142,9 @@ export function allocPair<A extends Deno.PointerValue, B extends Deno.PointerVal
   }
   return [a!, b!];
 }
+
+/** Options every native codec takes. */
+export interface NativeLibraryOptions {
+  /** Library names to try instead of the codec's defaults (tests inject a bad one). */
+  libraryNames?: readonly string[];
+}

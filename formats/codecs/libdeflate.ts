@@ -28,6 +28,7 @@ import {
   ffiInput,
   freeWhenCollected,
   loadCodecLibrary,
+  type NativeLibraryOptions,
   requireLibrary,
 } from "./ffiLib.ts";
 
@@ -77,10 +78,7 @@ function freeContexts(lib: DeflateLib, c: Deno.PointerObject, d: Deno.PointerObj
 }
 
 /** Options of LibdeflateCodec. */
-export interface LibdeflateOptions {
-  /** Library names to try (tests inject a bad one). Default LIBDEFLATE_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type LibdeflateOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over libdeflate. Not re-entrant (one instance per worker / reader). The constructor throws an

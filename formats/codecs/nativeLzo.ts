@@ -18,6 +18,7 @@ import {
   cString,
   ffiInput,
   loadCodecLibrary,
+  type NativeLibraryOptions,
   requireLibrary,
   SizeCell,
 } from "./ffiLib.ts";
@@ -58,10 +59,7 @@ export function loadLiblzo2(names: readonly string[] = LIBLZO2_NAMES): CodecLibr
 }
 
 /** Options of NativeLzoCodec. */
-export interface NativeLzoOptions {
-  /** Library names to try (tests inject a bad one). Default LIBLZO2_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type NativeLzoOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over liblzo2. Not re-entrant (one instance per worker / reader: it owns its work memory). The

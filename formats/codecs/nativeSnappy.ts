@@ -9,7 +9,14 @@
  * the two engines give different -p files; both decode each other's pages, and they accept the same streams.
  */
 import { FLAG_SNAPPY, type PageCodec } from "./codec.ts";
-import { type CodecLibrary, ffiInput, loadCodecLibrary, requireLibrary, SizeCell } from "./ffiLib.ts";
+import {
+  type CodecLibrary,
+  ffiInput,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  requireLibrary,
+  SizeCell,
+} from "./ffiLib.ts";
 
 /** Library names tried in order. */
 export const LIBSNAPPY_NAMES: readonly string[] = ["libsnappy.so.1", "libsnappy.so"];
@@ -32,10 +39,7 @@ export function loadLibsnappy(names: readonly string[] = LIBSNAPPY_NAMES): Codec
 }
 
 /** Options of NativeSnappyCodec. */
-export interface NativeSnappyOptions {
-  /** Library names to try (tests inject a bad one). Default LIBSNAPPY_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type NativeSnappyOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over libsnappy. Not re-entrant (one instance per worker / reader). The constructor throws an

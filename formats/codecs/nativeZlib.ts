@@ -17,6 +17,7 @@ import {
   cString,
   freeWhenCollected,
   loadCodecLibrary,
+  type NativeLibraryOptions,
   pointerAt,
   requireLibrary,
   SizeCell,
@@ -82,9 +83,7 @@ function endStreams(
 }
 
 /** Options of NativeZlibCodec. */
-export interface NativeZlibOptions {
-  /** Library names to try (tests inject a bad one). Default LIBZ_NAMES. */
-  libraryNames?: readonly string[];
+export interface NativeZlibOptions extends NativeLibraryOptions {
   /** Compress with compress2() per page (makedumpfile's exact call) instead of a reused stream. */
   perPageCompress2?: boolean;
 }

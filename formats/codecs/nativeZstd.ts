@@ -13,6 +13,7 @@ import {
   type CodecLibrary,
   freeWhenCollected,
   loadCodecLibrary,
+  type NativeLibraryOptions,
   requireLibrary,
 } from "./ffiLib.ts";
 import { ZSTD_LEVEL, zstdFrameLength } from "./zstd.ts";
@@ -56,9 +57,7 @@ function freeContexts(lib: ZstdLib, c: Deno.PointerObject, d: Deno.PointerObject
 }
 
 /** Options of NativeZstdCodec. */
-export interface NativeZstdOptions {
-  /** Library names to try (tests inject a bad one). Default LIBZSTD_NAMES. */
-  libraryNames?: readonly string[];
+export interface NativeZstdOptions extends NativeLibraryOptions {
   /** Compression level (makedumpfile: 1). */
   level?: number;
 }
