@@ -11,7 +11,7 @@ import { tempDirTests } from "./support/run.ts";
 const { tmp, test } = tempDirTests("vmsift-api-example-");
 const MOD = new URL("../mod.ts", import.meta.url).href;
 
-/** The first ```ts block after `heading` (or the first of the file) in the Markdown file `rel`. */
+/** The first TypeScript code block after `heading` (or the first of the file) in the Markdown file `rel`. */
 function tsBlock(rel: string, heading?: string): string {
   let text = Deno.readTextFileSync(new URL(`../${rel}`, import.meta.url));
   if (heading !== undefined) {
