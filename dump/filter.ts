@@ -69,7 +69,8 @@ export function effectiveLevel(input: DumpInput, requested: number): number {
  * if (path !== undefined) {
  *   const input = openInput(path);
  *   try {
- *     const f = filterInput(input, { dumpLevel: 31 }, (n) => ({ bitmap1: new MemBitmap(n), bitmap2: new MemBitmap(n) }));
+ *     const inMemory = (n: number) => ({ bitmap1: new MemBitmap(n), bitmap2: new MemBitmap(n) });
+ *     const f = filterInput(input, { dumpLevel: 31 }, inMemory);
  *     const sink = new NullSink();
  *     const r = writeKdump(f.source, { codec: null, sink, extraStatus: f.extraStatus });
  *     console.log(`${r.dumpablePages} pages, ${sink.bytes} bytes`);

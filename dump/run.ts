@@ -140,8 +140,9 @@ async function runLevel(
   const input = plan.input;
   const written = effectiveLevel(input, level);
   if (input.format !== "elf" && written !== level) {
+    const was = input.kdump.dumpLevel;
     opts.notice?.(
-      `dump_level is changed to ${written}, because ${input.path} was created by dump_level(${input.kdump.dumpLevel}).`,
+      `dump_level is changed to ${written}, because ${input.path} was created by dump_level(${was}).`,
     );
   }
   let closeBitmaps = () => {};

@@ -103,7 +103,7 @@ test("re-filter: an interrupt finishes an incomplete file (flag set), as for an 
   }
 });
 
-test("re-filter: -i FILE must carry the dump's OSRELEASE (exit 2 otherwise), and is used when it does", async () => {
+test("re-filter: -i FILE must carry the dump's OSRELEASE (exit 2 otherwise), used when it does", async () => {
   const { dir, d1 } = await sampleAndD1();
   const k = KdumpFile.open(d1);
   const text = k.vmcoreinfo!;

@@ -84,7 +84,7 @@ export class SizeCell {
   readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(this.word.buffer);
 }
 
-/** A page codec's library: its symbols, version text ("" when it has none) and the name that loaded; or why not. */
+/** A page codec's library: symbols, version text ("" when it has none), the name that loaded; or why not. */
 export type CodecLibrary<S extends Deno.ForeignLibraryInterface> =
   | { ok: true; lib: Deno.DynamicLibrary<S>["symbols"]; version: string; name: string }
   | { ok: false; reason: string };
