@@ -19,7 +19,7 @@ import { CODEC_NAMES, createCodec } from "../formats/codecs/registry.ts";
 import { workerEngineOf } from "../formats/codecs/codecWorker.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { refSnappy, sampleElfPages } from "./support/refCodecs.ts";
-import { CACHE_DIR } from "./support/fixture.ts";
+import { haveReal, realVmcore } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
 
@@ -61,9 +61,13 @@ function pages(count: number, size = PAGE, seed = 1): Uint8Array[] {
   return out;
 }
 
-/** Real pages from the fixture vmcore when it is unpacked, else none. */
+/** The real fixture's vmcore (unpacked into the cache now if needed), or undefined without ../shared. */
+const REAL_VMCORE = haveReal() ? await realVmcore() : undefined;
+
+/** Real non-zero pages from the fixture vmcore; none without the fixture (whatever the cache holds). */
 function realPages(n: number): Uint8Array[] {
-  return sampleElfPages(`${CACHE_DIR}/vmcore.elf`, n).filter((p) => p.some((b) => b !== 0));
+  if (REAL_VMCORE === undefined) return [];
+  return sampleElfPages(REAL_VMCORE, n).filter((p) => p.some((b) => b !== 0));
 }
 
 function copyOrNull(z: Uint8Array | null): Uint8Array | null {
