@@ -21,8 +21,8 @@ export async function main(args: string[]): Promise<number> {
     opts = parseCommandLine(args);
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`vmsift: ${e.message}`);
-      console.error("Commandline parameter is invalid.\nTry `vmsift --help' for more information.");
+      // One line, with makedumpfile's words: "Commandline parameter is invalid. Try ... --help".
+      console.error(`vmsift: ${e.message}: Commandline parameter is invalid (try \`vmsift --help')`);
       return 1;
     }
     throw e;
@@ -62,8 +62,8 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof VmsiftError) {
+      // The whole error is this one line (makedumpfile adds "makedumpfile Failed." on two more lines).
       console.error(`vmsift: ${e.oneLine()}`);
-      if (cmd.kind === "dump") console.error("\nvmsift Failed.");
       return e.exitCode;
     }
     // An unexpected exception is a bug: still one clear line, and the detail only at debug level.
