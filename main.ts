@@ -39,6 +39,7 @@ export async function main(args: string[]): Promise<number> {
   if (opts.checkParams) return 0;
   // With -F the dump is the standard output: every message goes to stderr.
   const msg = new Messages(opts.messageLevel, opts.flat);
+  for (const w of opts.ignoredOptions ?? []) msg.common(`vmsift: warning: ${w}`);
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
     if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
