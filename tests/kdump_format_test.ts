@@ -23,6 +23,9 @@ import { type KdumpSource, writeKdump } from "../formats/kdump/writer.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { describeDump } from "../formats/kdump/info.ts";
+import { generate } from "../fixtures/synthetic/generate.ts";
+import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
+import { runVmsift } from "./support/run.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
@@ -422,7 +425,12 @@ Deno.test("kdump verify: detects changed page data, bad bitmaps and notes", () =
     r = mutate((f) => f[bm1 + 2] |= 1); // pfn 16 is a hole
     assert.match(r.problems.join("\n"), /bitmap 1 differs .* pfn 0x10/);
     r = mutate((f) => f[4200 + 30] ^= 1);
-    assert.match(r.problems.join("\n"), /notes differ/);
+    // notes that differ: another vmcore; one problem that says so, and no page is compared
+    assert.deepEqual(r.problems, [
+      "not made from this vmcore, pages not compared: the copied notes differ from the vmcore's PT_NOTE",
+    ]);
+    assert.equal(r.moreProblems, 0);
+    assert.equal(r.counts.pagesCorrect + r.counts.pagesPresent, 0);
   } finally {
     Deno.removeSync(b.dir, { recursive: true });
   }
@@ -581,6 +589,31 @@ Deno.test("FileSink: 0600, refuses an existing file, abort removes it", () => {
     o.write(0, new Uint8Array([1]));
     o.abort();
     assert.throws(() => Deno.statSync(p), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("vmsift verify against another vmcore: one line saying so, before (and instead of) page differences", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vmsift-verify-wrong-" });
+  try {
+    const mk = (seed: number) => {
+      const out = `${dir}/m${seed}.vmcore`;
+      generate(normalizeParams({ memBytes: 64 * MiB, seed }), out);
+      return out;
+    };
+    const a = mk(1), b = mk(2);
+    const dump = `${dir}/a.kdump`;
+    assert.equal((await runVmsift(["-c", "-d", "31", "--message-level", "0", a, dump])).code, 0);
+    const ok = await runVmsift(["verify", dump, a]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const r = await runVmsift(["verify", dump, b]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `${dump}: not made from this vmcore, pages not compared: the copied notes differ from the vmcore's PT_NOTE\n`,
+    );
+    assert.match(r.stdout, /^\S+: FAILED: 1 problem\(s\); first: not made from this vmcore/);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
