@@ -618,3 +618,41 @@ Deno.test("vmsift verify against another vmcore: one line saying so, before (and
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("vmsift info on --split parts: each part's own descriptors beside the whole dump's count", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vmsift-info-split-" });
+  try {
+    const vmcore = `${dir}/m.vmcore`;
+    generate(normalizeParams({ memBytes: 64 * MiB, seed: 3 }), vmcore);
+    const whole = `${dir}/whole.kdump`, parts = [`${dir}/p1`, `${dir}/p2`];
+    const args = ["-c", "-d", "31", "--message-level", "0"];
+    assert.equal((await runVmsift([...args, vmcore, whole])).code, 0);
+    const s = await runVmsift([...args, "--split", "--splitblock-size", "4096", vmcore, ...parts]);
+    assert.equal(s.code, 0, s.stderr);
+    const w = describeDump(whole);
+    const infos = parts.map((p) => describeDump(p));
+    let sum = 0, zero = 0;
+    for (const [i, d] of infos.entries()) {
+      const sub = d.subHeader;
+      assert.equal(sub.split, 1);
+      assert.equal(d.bitmap2Pages, w.bitmap2Pages, "a part keeps the whole dump's bitmaps");
+      assert.ok(d.descriptors > 0 && d.descriptors < w.descriptors, `part ${i}: ${d.descriptors}`);
+      assert.equal(d.notWritten, 0, `part ${i}: every descriptor of its range is written`);
+      assert.equal(d.badDescriptors, 0);
+      assert.match(
+        d.text,
+        new RegExp(
+          `bitmap 2 +${w.bitmap2Pages} pages dumpable in the whole dump, ${d.descriptors} in this part's`,
+        ),
+      );
+      sum += d.descriptors, zero += d.zeroPages;
+    }
+    assert.equal(sum, w.descriptors, "the parts' descriptors add up to the whole dump's");
+    assert.equal(zero, w.zeroPages);
+    const r = await runVmsift(["info", parts[1]]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`in the whole dump, ${infos[1].descriptors} in this part's range`));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
