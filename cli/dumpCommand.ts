@@ -190,6 +190,8 @@ async function dumpCommand(
     );
   }
   msg.report(formatReport(result.stats).trimEnd());
+  // makedumpfile's last report line: the dump's size (also what a --dry-run would write)
+  msg.report(`Write bytes     : ${result.write.fileSize}`);
   if (opts.statsJson) {
     try {
       Deno.writeTextFileSync(
