@@ -40,6 +40,13 @@ export async function main(args: string[]): Promise<number> {
   // With -F the dump is the standard output: every message goes to stderr.
   const msg = new Messages(opts.messageLevel, opts.flat);
   for (const w of opts.ignoredOptions ?? []) msg.common(`vmsift: warning: ${w}`);
+  // Like gzip: binary data is not written to a terminal (-f forces it).
+  if (cmd.kind === "dump" && opts.flat && !opts.dryRun && !opts.force && Deno.stdout.isTerminal()) {
+    console.error(
+      "vmsift: stdout: flattened dump not written to a terminal (redirect it, or use -f to force)",
+    );
+    return 1;
+  }
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
     if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
