@@ -49,7 +49,7 @@ const SYMBOLS = {
 type DeflateLib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** makedumpfile's zlib level (Z_BEST_SPEED); libdeflate's level 1 is its fastest. */
-export const LIBDEFLATE_LEVEL = 1;
+const LIBDEFLATE_LEVEL = 1;
 
 /** LIBDEFLATE_SUCCESS of enum libdeflate_result. */
 const LIBDEFLATE_SUCCESS = 0;

@@ -38,7 +38,7 @@ const Z_OK = 0;
 const Z_STREAM_END = 1;
 const Z_FINISH = 4;
 /** makedumpfile's level: Z_BEST_SPEED. */
-export const ZLIB_LEVEL = 1;
+const ZLIB_LEVEL = 1;
 
 /** struct z_stream_s on LP64 (x86_64, aarch64): field offsets and size. */
 const ZS_NEXT_IN = 0;

@@ -9,12 +9,19 @@ import { PAGE_DESC_SIZE } from "./layout.ts";
 
 /** Summary of a dump file. */
 export interface DumpInfo {
+  /** The dump's path. */
   path: string;
+  /** Its size in bytes. */
   fileSize: number;
+  /** The main header, utsname as its six strings. */
   header: Omit<MainHeader, "utsname"> & { utsname: string[] };
+  /** The sub header, phys_base as hex text. */
   subHeader: Omit<SubHeader, "physBase"> & { physBase: string };
+  /** Where each part of the file is. */
   layout: KdumpLayout;
+  /** Pages the bitmaps cover. */
   maxMapnr: number;
+  /** Pages set in bitmap 1 (present). */
   bitmap1Pages: number;
   /** Pages dumpable in the whole dump (bitmap 2; a split part holds the whole dump's bitmaps). */
   bitmap2Pages: number;
@@ -30,7 +37,9 @@ export interface DumpInfo {
   dataBytes: number;
   /** Descriptors with obviously bad fields (offset < 0, size 0 or > page, beyond EOF). */
   badDescriptors: number;
+  /** True when the header's incomplete flag is set. */
   incomplete: boolean;
+  /** The VMCOREINFO text, when the dump has one. */
   vmcoreinfo: string | undefined;
   /** Human-readable rendering. */
   text: string;
