@@ -21,8 +21,8 @@ export async function main(args: string[]): Promise<number> {
     opts = parseCommandLine(args);
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`vmsift: ${e.message}`);
-      console.error("Commandline parameter is invalid.\nTry `vmsift --help' for more information.");
+      // One line, with makedumpfile's words: "Commandline parameter is invalid. Try ... --help".
+      console.error(`vmsift: ${e.message}: Commandline parameter is invalid (try \`vmsift --help')`);
       return 1;
     }
     throw e;
@@ -39,6 +39,14 @@ export async function main(args: string[]): Promise<number> {
   if (opts.checkParams) return 0;
   // With -F the dump is the standard output: every message goes to stderr.
   const msg = new Messages(opts.messageLevel, opts.flat);
+  for (const w of opts.ignoredOptions ?? []) msg.common(`vmsift: warning: ${w}`);
+  // Like gzip: binary data is not written to a terminal (-f forces it).
+  if (cmd.kind === "dump" && opts.flat && !opts.dryRun && !opts.force && Deno.stdout.isTerminal()) {
+    console.error(
+      "vmsift: stdout: flattened dump not written to a terminal (redirect it, or use -f to force)",
+    );
+    return 1;
+  }
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
     if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
@@ -62,8 +70,8 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof VmsiftError) {
+      // The whole error is this one line (makedumpfile adds "makedumpfile Failed." on two more lines).
       console.error(`vmsift: ${e.oneLine()}`);
-      if (cmd.kind === "dump") console.error("\nvmsift Failed.");
       return e.exitCode;
     }
     // An unexpected exception is a bug: still one clear line, and the detail only at debug level.

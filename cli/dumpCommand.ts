@@ -159,6 +159,8 @@ function printReport(
     );
   }
   msg.report(formatReport(result.stats).trimEnd());
+  // makedumpfile's last report line: the dump's size (also what a --dry-run would write)
+  msg.report(`Write bytes     : ${result.write.fileSize}`);
   if (opts.statsJson) {
     try {
       Deno.writeTextFileSync(

@@ -64,6 +64,11 @@ export interface CliOptions {
   numThreads?: number;
   /** -L SIZE: largest output file in bytes (an incomplete file is written, or the next -d level tried). */
   sizeLimit?: number;
+  /**
+   * makedumpfile options given that vmsift accepts and does not use (-b, --non-cyclic): one warning line
+   * each, printed by main.ts at the common message level.
+   */
+  ignoredOptions?: string[];
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -101,7 +106,8 @@ const OPTIONS = {
   "cyclic-buffer": { type: "string" },
   e: { type: "boolean", short: "e" },
   "no-image-guard": { type: "boolean" },
-  // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message.
+  // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message (b and
+  // non-cyclic: accepted with a warning that they are ignored).
   E: { type: "boolean", short: "E" },
   F: { type: "boolean", short: "F" },
   R: { type: "boolean", short: "R" },
@@ -230,6 +236,20 @@ export function parseCommandLine(argv: string[]): CliOptions {
       : undefined,
     sizeLimit: v.L !== undefined ? parseSizeLimit(v.L) : undefined,
   };
+  const ignored: string[] = [];
+  if (v.b !== undefined) {
+    const order = parseNumber("-b", v.b);
+    ignored.push(
+      `-b ${order} is ignored: vmsift keeps no page cache of that size to tune (bitmap memory is --cyclic-buffer)`,
+    );
+  }
+  if (v["non-cyclic"]) {
+    ignored.push(
+      "--non-cyclic is ignored: vmsift has no cyclic mode; bitmaps stay in memory up to --cyclic-buffer, " +
+        "beyond it in a file beside the dump",
+    );
+  }
+  if (ignored.length > 0) opts.ignoredOptions = ignored;
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
   if (v["codec-engine"] !== undefined) opts.codecEngine = parseCodecEngine(v["codec-engine"], codec);
@@ -364,6 +384,7 @@ Options (makedumpfile's names):
   -e                  also exclude the vmemmap pages (struct pages) that describe only excluded
                       pages; crash then warns that kmem may fail (header status 0x10)
   --non-mmap          read VMCORE with read() instead of a 4 MiB mmap window
+  -b ORDER, --non-cyclic  accepted for makedumpfile's command lines and ignored (a warning says so)
   -E                  write an ELF core instead of kdump-compressed
   -F                  write makedumpfile's flattened format to stdout (messages go to stderr)
   -R                  rebuild DUMPFILE from a flattened stream on stdin

@@ -127,8 +127,6 @@ export interface SeedPaths {
   flat: Record<string, string>;
 }
 
-const REAL_CACHE = Deno.env.get("VMSIFT_FIXTURE_CACHE") ?? "/var/tmp/vmsift-fixtures";
-
 function exists(p: string): boolean {
   try {
     return Deno.statSync(p).isFile;
@@ -310,23 +308,16 @@ export async function prepareSeeds(dir: string, notes: string[] = []): Promise<S
       notes.push(`synthetic seed ${name} not made: ${(e as Error).message}`);
     }
   }
-  const real = `${REAL_CACHE}/vmcore.elf`;
-  if (exists(real)) seeds.elf.real = real;
-  else {
-    try {
-      const fx = await import("../tests/support/fixture.ts");
-      if (fx.haveReal()) seeds.elf.real = await fx.realVmcore();
-    } catch { /* no real fixture */ }
-  }
-  const realKdump = `${REAL_CACHE}/makedumpfile-c-d31.kdump`;
-  if (seeds.elf.real !== undefined) {
-    if (!exists(realKdump)) {
-      try {
-        const fx = await import("../tests/support/fixture.ts");
-        await fx.unpackReal("makedumpfile-c-d31.kdump");
-      } catch { /* absent */ }
+  // The real fixture's seeds only when the fixture itself is there (never whatever a cache holds), so a
+  // fuzz run's inputs depend on the seed and the fixture only.
+  try {
+    const fx = await import("../tests/support/fixture.ts");
+    if (fx.haveReal()) {
+      seeds.elf.real = await fx.realVmcore();
+      seeds.kdump.real = { path: await fx.unpackReal("makedumpfile-c-d31.kdump"), vmcore: seeds.elf.real };
     }
-    if (exists(realKdump)) seeds.kdump.real = { path: realKdump, vmcore: seeds.elf.real };
+  } catch (e) {
+    notes.push(`real fixture seeds not used: ${(e as Error).message}`);
   }
   const mk = (name: string, vmcore: string, codec: CodecName | null, level: number) => {
     const path = `${dir}/${name}.kdump`;

@@ -23,6 +23,11 @@ async function expectFailure(args: string[], dumpfile: string | null, re: RegExp
   const lines = r.stderr.split("\n").filter((l) => l.startsWith("vmsift:"));
   assert.equal(lines.length, 1, `exactly one error line: ${r.stderr}`);
   assert.match(lines[0], re);
+  // the error is the last thing printed, and nothing follows it (no "Failed." lines, no blank line)
+  assert.ok(
+    r.stderr.endsWith(`${lines[0]}\n`),
+    `the error line ends the output: ${JSON.stringify(r.stderr)}`,
+  );
   assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
   if (dumpfile !== null) {
     assert.throws(() => Deno.statSync(dumpfile), Deno.errors.NotFound, "no partial DUMPFILE left behind");
@@ -89,8 +94,11 @@ Deno.test("cli errors: bad vmcores and outputs give one line naming the file, ex
 Deno.test("cli errors: usage errors exit 1 with makedumpfile's message; -h, -v and --check-params exit 0", async () => {
   const r = await runVmsift(["-d", "32", "a", "b"]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /Dump_level\(32\) is invalid/);
-  assert.match(r.stderr, /Commandline parameter is invalid/);
+  assert.match(
+    r.stderr,
+    /^vmsift: Dump_level\(32\) is invalid.*: Commandline parameter is invalid \(try `vmsift --help'\)\n$/,
+  );
+  assert.equal(r.stdout, "");
   assert.equal((await runVmsift(["-E", "a", "b"])).code, 1);
   assert.equal((await runVmsift(["--check-params", "-c", "-d", "31", "a", "b"])).code, 0);
   const h = await runVmsift(["-h"]);

@@ -40,7 +40,7 @@ async function runFromFileAsync(cmd: string, args: string[], input: string) {
 Deno.test({
   name: "cli forms: -F/-R, --split/--reassemble, re-filter reproduce the direct -c -d 31 file byte for byte",
   ignore: !haveReal(),
-  async fn() {
+  async fn(t) {
     const vmcore = await realVmcore();
     const dir = tempDir();
     try {
@@ -61,11 +61,15 @@ Deno.test({
       );
       assert.equal(r.code, 0, r.stderr);
       assert.equal(await sha(`${dir}/rebuilt.kdump`), want, "-R of our stream");
-      if (haveProgram("makedumpfile")) {
-        const m = await runFromFileAsync("makedumpfile", ["-R", `${dir}/mdf.kdump`], flat);
-        assert.equal(m.code, 0, m.stderr);
-        assert.equal(await sha(`${dir}/mdf.kdump`), want, "makedumpfile -R of our stream");
-      }
+      await t.step({
+        name: "makedumpfile -R rebuilds our -F stream",
+        ignore: !haveProgram("makedumpfile"),
+        fn: async () => {
+          const m = await runFromFileAsync("makedumpfile", ["-R", `${dir}/mdf.kdump`], flat);
+          assert.equal(m.code, 0, m.stderr);
+          assert.equal(await sha(`${dir}/mdf.kdump`), want, "makedumpfile -R of our stream");
+        },
+      });
 
       const parts = [1, 2, 3].map((i) => `${dir}/part${i}`);
       const s = await runVmsift(["--split", "-c", "-d", "31", "--splitblock-size", "4096", vmcore, ...parts]);
@@ -73,15 +77,19 @@ Deno.test({
       const ra = await runVmsift(["--reassemble", ...parts, `${dir}/reassembled.kdump`]);
       assert.equal(ra.code, 0, ra.stderr);
       assert.equal(await sha(`${dir}/reassembled.kdump`), want, "--reassemble of --split");
-      if (haveProgram("crash")) {
-        const c = new Deno.Command("crash", {
-          args: ["--osrelease", ...parts],
-          stdout: "piped",
-          stderr: "piped",
-        })
-          .outputSync();
-        assert.equal(new TextDecoder().decode(c.stdout).trim(), "6.1.0-56-amd64");
-      }
+      await t.step({
+        name: "crash --osrelease reads our --split set",
+        ignore: !haveProgram("crash"),
+        fn: () => {
+          const c = new Deno.Command("crash", {
+            args: ["--osrelease", ...parts],
+            stdout: "piped",
+            stderr: "piped",
+          })
+            .outputSync();
+          assert.equal(new TextDecoder().decode(c.stdout).trim(), "6.1.0-56-amd64");
+        },
+      });
 
       const d1 = `${dir}/d1.kdump`;
       assert.equal((await runVmsift(["-d", "1", vmcore, d1])).code, 0);

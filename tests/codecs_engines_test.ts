@@ -19,9 +19,10 @@ import { CODEC_NAMES, createCodec } from "../formats/codecs/registry.ts";
 import { workerEngineOf } from "../formats/codecs/codecWorker.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { refSnappy, sampleElfPages } from "./support/refCodecs.ts";
-import { CACHE_DIR } from "./support/fixture.ts";
+import { haveReal, realVmcore } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
+import { inflatePage, type LibdeflateExtra } from "./support/inflate.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -61,9 +62,13 @@ function pages(count: number, size = PAGE, seed = 1): Uint8Array[] {
   return out;
 }
 
-/** Real pages from the fixture vmcore when it is unpacked, else none. */
+/** The real fixture's vmcore (unpacked into the cache now if needed), or undefined without ../shared. */
+const REAL_VMCORE = haveReal() ? await realVmcore() : undefined;
+
+/** Real non-zero pages from the fixture vmcore; none without the fixture (whatever the cache holds). */
 function realPages(n: number): Uint8Array[] {
-  return sampleElfPages(`${CACHE_DIR}/vmcore.elf`, n).filter((p) => p.some((b) => b !== 0));
+  if (REAL_VMCORE === undefined) return [];
+  return sampleElfPages(REAL_VMCORE, n).filter((p) => p.some((b) => b !== 0));
 }
 
 function copyOrNull(z: Uint8Array | null): Uint8Array | null {
@@ -166,7 +171,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "libdeflate: decoding accepts exactly what libz (uncompress() + exact size) accepts",
+  name:
+    "libdeflate: decoding accepts what libz (uncompress() + exact size) accepts, plus LIBDEFLATE_EXTRAS only",
   ignore: !HAVE_LIBDEFLATE || !HAVE_LIBZ,
   fn() {
     const d = new LibdeflateCodec(PAGE);
@@ -222,13 +228,41 @@ Deno.test({
     assert.ok(d.decompress(cd, out));
     assert.deepEqual(out, text);
 
-    // mutation fuzzing: the same verdict and the same page, from both encoders' streams
+    // Mutation fuzzing of both encoders' streams of constructed pages (the same inputs on every machine):
+    // where the libraries disagree, libdeflate accepts and the reference decoder (tests/support/inflate.ts)
+    // says which of its LIBDEFLATE_EXTRAS the stream needs; on a sample of the others, the reference
+    // decoder's two rule sets agree with libz and libdeflate.
     const seeds: Uint8Array[] = [];
-    for (const p of [...pages(40, PAGE, 7), ...realPages(40)]) {
+    for (const p of pages(40, PAGE, 7)) {
       for (const c of [d.compress(p), z.compress(p)]) if (c !== null) seeds.push(c.slice());
     }
-    const accepted = sameAcceptance(d, z, seeds, 20000, 0xdef1a7e);
+    const oa = new Uint8Array(PAGE), ob = new Uint8Array(PAGE);
+    const differences: string[] = [];
+    let accepted = 0;
+    mutateSeeds(seeds, 20000, 0xdef1a7e, (m, i) => {
+      const kd = d.decompress(m, oa.fill(0)), kz = z.decompress(m, ob.fill(0));
+      if (kd && kz) accepted++, assert.deepEqual(oa, ob, `mutation #${i}: both accept, different pages`);
+      if (kd === kz && i % 16 !== 0) return;
+      const rz = inflatePage(m, PAGE, "zlib"), rd = inflatePage(m, PAGE, "libdeflate");
+      assert.equal(
+        rz.ok,
+        kz,
+        `mutation #${i}: reference zlib rules ${rz.ok ? "accept" : rz.why}, libz ${kz}`,
+      );
+      assert.equal(rd.ok, kd, `mutation #${i}: reference libdeflate rules ${rd.ok ? "accept" : rd.why}`);
+      if (kd === kz) return;
+      assert.ok(kd && rd.ok && rd.extras.size > 0, `mutation #${i}: libz accepts what libdeflate refuses`);
+      assert.deepEqual(oa, rd.page, `mutation #${i}: libdeflate's page`);
+      differences.push(`#${i} ${[...rd.extras].join("+")} (zlib: ${(rz as { why: string }).why})`);
+    });
     assert.ok(accepted > 0, "some mutations (e.g. appended bytes) stay valid");
+    // pinned: these inputs are the same everywhere, so are the streams where the two libraries differ
+    assert.deepEqual(differences, [
+      "#7693 fixedLength286 (zlib: invalid literal/length code)",
+      "#12126 fixedLength286 (zlib: invalid literal/length code)",
+      "#13625 fixedLength286 (zlib: invalid literal/length code)",
+      "#15880 repeatOverrun (zlib: invalid bit length repeat)",
+    ]);
   },
 });
 
@@ -253,27 +287,51 @@ class BitWriter {
   }
 }
 
+/** How hand-made streams bend the deflate rules (each field one of LIBDEFLATE_EXTRAS; defaults are valid). */
+interface Bend {
+  /** The empty block's only codeword (end-of-block, length 1) sent as this bit: zlib takes only 0. */
+  eobBit?: 0 | 1;
+  /** Literal/length codes declared by the empty block (257..288; zlib takes at most 286). */
+  litCodes?: number;
+  /** Distance codes declared (1..32; zlib takes at most 30). */
+  distCodes?: number;
+  /** Extra zero lengths sent by the last code-length repeat, past the declared codes (zlib: none). */
+  overrun?: number;
+}
+
 /**
  * A zlib stream of `page`: first an empty dynamic block whose literal/length code has the single codeword
- * end-of-block (length 1) sent as bit `eobBit`, then libz's own deflate data of the page, shifted. zlib
- * permits that one-codeword code but only as bit 0; libdeflate takes both bits.
+ * end-of-block (length 1), bent as `bend` says, then libz's own deflate data of the page, shifted (its last
+ * byte losing `dropBits` padding bits), then libz's adler32.
  */
-function oneCodewordStream(page: Uint8Array, eobBit: 0 | 1, dropBits: number): Uint8Array {
+function handMadeStream(page: Uint8Array, bend: Bend, dropBits: number): Uint8Array {
+  const { eobBit = 0, litCodes = 257, distCodes = 1, overrun = 0 } = bend;
   const z = new NativeZlibCodec(PAGE).compress(page)!.slice();
   const w = new BitWriter();
   w.put(0, 1); // BFINAL 0
   w.put(2, 2); // dynamic
-  w.put(0, 5); // HLIT: 257 literal/length codes
-  w.put(0, 5); // HDIST: 1 distance code
+  w.put(litCodes - 257, 5); // HLIT
+  w.put(distCodes - 1, 5); // HDIST
   w.put(14, 4); // HCLEN: 18 code-length code lengths
   // code length code: 18 -> "0", 0 -> "10", 1 -> "11"
   const order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
   const clen: Record<number, number> = { 18: 1, 0: 2, 1: 2 };
   for (const s of order) w.put(clen[s] ?? 0, 3);
-  w.code(0, 1), w.put(138 - 11, 7); // 138 zero lengths
-  w.code(0, 1), w.put(118 - 11, 7); // 118 more: literals 0..255 unused
+  const zeros = (n: number) => {
+    while (n >= 11) {
+      const r = Math.min(n, 138);
+      w.code(0, 1), w.put(r - 11, 7);
+      n -= r;
+    }
+    for (; n > 0; n--) w.code(2, 2);
+  };
+  zeros(256); // literals 0..255 unused
   w.code(3, 2); // end-of-block: length 1
-  w.code(2, 2); // the distance code: unused
+  const tail = litCodes - 257 + distCodes; // unused lengths/distances, all zero
+  if (overrun > 0) {
+    assert.ok(tail >= 11 && tail + overrun <= 138);
+    w.code(0, 1), w.put(tail + overrun - 11, 7); // one repeat covering the tail and `overrun` more
+  } else zeros(tail);
   w.put(eobBit, 1); // the block's only symbol
   const deflate = z.subarray(2, z.length - 4);
   for (let i = 0; i < deflate.length; i++) {
@@ -283,9 +341,85 @@ function oneCodewordStream(page: Uint8Array, eobBit: 0 | 1, dropBits: number): U
   return new Uint8Array([0x78, 0x01, ...w.bytes, ...z.subarray(z.length - 4)]);
 }
 
+/**
+ * A zlib stream of a page of one repeated byte `b` in one fixed-Huffman block: the literal, then matches at
+ * distance 1; the first match of length 258 is sent as `lengthSymbol` (285, or 286/287 which only
+ * libdeflate takes, as 258).
+ */
+function fixedBlockStream(b: number, lengthSymbol: 285 | 286 | 287): Uint8Array {
+  const w = new BitWriter();
+  w.put(1, 1), w.put(1, 2); // BFINAL, fixed
+  const lit = (v: number) => v < 144 ? w.code(0x30 + v, 8) : w.code(0x190 + v - 144, 9);
+  const sym = (v: number) => v < 280 ? w.code(v - 256, 7) : w.code(0xc0 + v - 280, 8);
+  lit(b);
+  let left = PAGE - 1, first = true;
+  while (left > 0) {
+    const len = Math.min(left, 258);
+    if (len === 258) sym(first ? lengthSymbol : 285), first = false;
+    else if (len >= 3) {
+      // length symbols 257..284 and their extra bits (only the last match needs one)
+      const bases = [
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+        13,
+        15,
+        17,
+        19,
+        23,
+        27,
+        31,
+        35,
+        43,
+        51,
+        59,
+        67,
+        83,
+        99,
+        115,
+        131,
+        163,
+        195,
+        227,
+      ];
+      const extra = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5];
+      let k = bases.length - 1;
+      while (bases[k] > len) k--;
+      sym(257 + k), w.put(len - bases[k], extra[k]);
+    } else {
+      for (let i = 0; i < len; i++) lit(b);
+      left -= len;
+      continue;
+    }
+    w.code(0, 5); // distance 1
+    left -= len;
+  }
+  sym(256);
+  w.align();
+  const page = new Uint8Array(PAGE).fill(b);
+  let x = 1, y = 0;
+  for (const v of page) x = (x + v) % 65521, y = (y + x) % 65521;
+  const adler = ((y << 16) | x) >>> 0;
+  return new Uint8Array([
+    0x78,
+    0x01,
+    ...w.bytes,
+    adler >>> 24,
+    (adler >>> 16) & 255,
+    (adler >>> 8) & 255,
+    adler & 255,
+  ]);
+}
+
 Deno.test({
-  name:
-    "libdeflate: the documented difference: a one-codeword code sent as bit 1 (libz rejects, libdeflate not)",
+  name: "libdeflate: each documented difference (LIBDEFLATE_EXTRAS) on a hand-made stream: libz rejects, " +
+    "libdeflate and the reference decoder's libdeflate rules accept",
   ignore: !HAVE_LIBDEFLATE || !HAVE_LIBZ,
   fn() {
     const d = new LibdeflateCodec(PAGE);
@@ -294,16 +428,48 @@ Deno.test({
     const out = new Uint8Array(PAGE);
     // libz's last byte has up to 7 padding bits: keep the variant where the adler32 lands on a byte
     let drop = -1;
-    for (let t = 0; t < 8 && drop < 0; t++) if (z.decompress(oneCodewordStream(page, 0, t), out)) drop = t;
-    assert.ok(drop >= 0, "the hand-made stream with bit 0 is valid zlib");
-    const good = oneCodewordStream(page, 0, drop);
-    assert.ok(d.decompress(good, out.fill(0)), "libdeflate takes it too");
-    assert.deepEqual(out, page);
-    const odd = oneCodewordStream(page, 1, drop);
-    assert.equal(z.decompress(odd, out), false, "zlib: invalid literal/length code");
-    assert.equal(z.uncompress(odd, new Uint8Array(PAGE)), -1);
-    assert.ok(d.decompress(odd, out.fill(0)), "libdeflate is laxer here (module comment of libdeflate.ts)");
-    assert.deepEqual(out, page);
+    for (let t = 0; t < 8 && drop < 0; t++) if (z.decompress(handMadeStream(page, {}, t), out)) drop = t;
+    assert.ok(drop >= 0, "the valid hand-made stream is valid zlib");
+    const cases: [string, Uint8Array, Uint8Array, LibdeflateExtra | undefined][] = [
+      ["valid: one-codeword code as bit 0", handMadeStream(page, {}, drop), page, undefined],
+      ["one-codeword code as bit 1", handMadeStream(page, { eobBit: 1 }, drop), page, "oneCodewordBit1"],
+      ["288 literal/length codes", handMadeStream(page, { litCodes: 288 }, drop), page, "tooManyCodes"],
+      ["32 distance codes", handMadeStream(page, { distCodes: 32 }, drop), page, "tooManyCodes"],
+      [
+        "repeat past the codes",
+        handMadeStream(page, { litCodes: 270, overrun: 5 }, drop),
+        page,
+        "repeatOverrun",
+      ],
+      ["valid fixed block", fixedBlockStream(0x41, 285), new Uint8Array(PAGE).fill(0x41), undefined],
+      [
+        "fixed block, symbol 286",
+        fixedBlockStream(0x41, 286),
+        new Uint8Array(PAGE).fill(0x41),
+        "fixedLength286",
+      ],
+      [
+        "fixed block, symbol 287",
+        fixedBlockStream(0xf0, 287),
+        new Uint8Array(PAGE).fill(0xf0),
+        "fixedLength286",
+      ],
+    ];
+    for (const [what, stream, want, extra] of cases) {
+      assert.equal(z.decompress(stream, out.fill(0)), extra === undefined, `libz: ${what}`);
+      assert.equal(
+        z.uncompress(stream, new Uint8Array(PAGE)) === PAGE,
+        extra === undefined,
+        `uncompress(): ${what}`,
+      );
+      assert.ok(d.decompress(stream, out.fill(0)), `libdeflate: ${what}`);
+      assert.deepEqual(out, want, what);
+      const rz = inflatePage(stream, PAGE, "zlib"), rd = inflatePage(stream, PAGE, "libdeflate");
+      assert.equal(rz.ok, extra === undefined, `reference zlib rules: ${what}`);
+      assert.ok(rd.ok, `reference libdeflate rules: ${what}`);
+      assert.deepEqual(rd.page, want);
+      assert.deepEqual([...rd.extras], extra === undefined ? [] : [extra], what);
+    }
   },
 });
 

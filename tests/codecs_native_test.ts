@@ -16,7 +16,7 @@ import { createCodec } from "../formats/codecs/registry.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { refZstd, sampleElfPages } from "./support/refCodecs.ts";
-import { CACHE_DIR, haveReal, unpackReal } from "./support/fixture.ts";
+import { haveReal, realVmcore, unpackReal } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
@@ -49,9 +49,13 @@ function pages(size = PAGE): Uint8Array[] {
   return out;
 }
 
-/** Real pages from the fixture vmcore when it is unpacked, else none. */
+/** The real fixture's vmcore (unpacked into the cache now if needed), or undefined without ../shared. */
+const REAL_VMCORE = haveReal() ? await realVmcore() : undefined;
+
+/** Real non-zero pages from the fixture vmcore; none without the fixture (whatever the cache holds). */
 function realPages(n: number): Uint8Array[] {
-  return sampleElfPages(`${CACHE_DIR}/vmcore.elf`, n).filter((p) => p.some((b) => b !== 0));
+  if (REAL_VMCORE === undefined) return [];
+  return sampleElfPages(REAL_VMCORE, n).filter((p) => p.some((b) => b !== 0));
 }
 
 function roundTrip(enc: PageCodec, dec: PageCodec, p: Uint8Array, what: string): void {

@@ -11,7 +11,7 @@ import { ZstdCodec } from "../formats/codecs/zstd.ts";
 import { CODEC_NAMES, codecNameForFlag, createCodec } from "../formats/codecs/registry.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { type RefCodec, refLzo, refSnappy, refZstd, sampleElfPages } from "./support/refCodecs.ts";
-import { CACHE_DIR, haveReal, realVmcore } from "./support/fixture.ts";
+import { haveReal, realVmcore } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
 
@@ -72,16 +72,9 @@ function syntheticPages(size = PAGE): [string, Uint8Array][] {
   ];
 }
 
-/** Real pages from the fixture vmcore (cached unpacked copy, or unpacked now when the fixture exists). */
+/** Real pages from the fixture vmcore (unpacked into the cache when needed); none without the fixture. */
 async function realPages(count: number): Promise<Uint8Array[]> {
-  let path = `${CACHE_DIR}/vmcore.elf`;
-  try {
-    Deno.statSync(path);
-  } catch {
-    if (!haveReal()) return [];
-    path = await realVmcore();
-  }
-  return sampleElfPages(path, count);
+  return haveReal() ? sampleElfPages(await realVmcore(), count) : [];
 }
 
 const REAL = await realPages(256);

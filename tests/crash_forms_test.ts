@@ -39,7 +39,7 @@ async function crashSession(files: string[], commands: string): Promise<string> 
 Deno.test({
   name: "crash forms: zlib/lzo/snappy/zstd, flattened (-F) and split dumps all open in crash",
   ignore: !haveReal() || !haveProgram("crash"),
-  async fn() {
+  async fn(t) {
     const vmcore = await realVmcore();
     const dir = tempDir();
     try {
@@ -58,16 +58,20 @@ Deno.test({
       assert.equal(f.code, 0);
       Deno.writeFileSync(flat, f.stdout);
       assert.equal(osrelease([flat]), "6.1.0-56-amd64", "crash reads the flattened stream directly");
-      if (haveVmlinux) {
-        const want = Deno.readTextFileSync(`${REAL_DIR}/crash.txt`);
-        const release = /RELEASE: .*/.exec(want)![0];
-        for (const c of ["-l", "-p", "-z"]) {
-          const got = await crashSession([`${dir}/d${c}.kdump`], "sys\nlog | wc -l");
-          assert.ok(got.includes(release), `${c}: ${got.slice(0, 400)}`);
-          assert.ok(got.includes("\n384\n"), `${c}: log has 384 lines`);
-          assert.doesNotMatch(got, /page excluded|uncompress failed|read error/i, c);
-        }
-      }
+      await t.step({
+        name: "crash with the debug vmlinux: sys and log of the -l/-p/-z dumps",
+        ignore: !haveVmlinux,
+        fn: async () => {
+          const want = Deno.readTextFileSync(`${REAL_DIR}/crash.txt`);
+          const release = /RELEASE: .*/.exec(want)![0];
+          for (const c of ["-l", "-p", "-z"]) {
+            const got = await crashSession([`${dir}/d${c}.kdump`], "sys\nlog | wc -l");
+            assert.ok(got.includes(release), `${c}: ${got.slice(0, 400)}`);
+            assert.ok(got.includes("\n384\n"), `${c}: log has 384 lines`);
+            assert.doesNotMatch(got, /page excluded|uncompress failed|read error/i, c);
+          }
+        },
+      });
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

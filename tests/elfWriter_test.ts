@@ -495,7 +495,7 @@ test({
 test({
   name: "real fixture: -E -d 1 through FlatSink: makedumpfile -R and rebuildFlat give the same file",
   ignore: !haveReal(),
-  fn: async () => {
+  fn: async (t) => {
     const core = ElfCore.open(await realVmcore());
     try {
       const { b1, b2 } = realBitmaps(core, true);
@@ -517,19 +517,23 @@ test({
       s2.close();
       rf.close();
       sameFile(ours, plain);
-      if (haveMakedumpfile()) {
-        const theirs = tmp("md-R.elf");
-        const child = new Deno.Command("makedumpfile", {
-          args: ["-R", theirs],
-          stdin: "piped",
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
-        await (await Deno.open(flatPath)).readable.pipeTo(child.stdin);
-        const o = await child.output();
-        assert.ok(o.success, new TextDecoder().decode(o.stderr));
-        sameFile(theirs, plain);
-      }
+      await t.step({
+        name: "makedumpfile -R of the flattened stream gives the same file",
+        ignore: !haveMakedumpfile(),
+        fn: async () => {
+          const theirs = tmp("md-R.elf");
+          const child = new Deno.Command("makedumpfile", {
+            args: ["-R", theirs],
+            stdin: "piped",
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          await (await Deno.open(flatPath)).readable.pipeTo(child.stdin);
+          const o = await child.output();
+          assert.ok(o.success, new TextDecoder().decode(o.stderr));
+          sameFile(theirs, plain);
+        },
+      });
     } finally {
       core.close();
     }

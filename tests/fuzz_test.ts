@@ -3,6 +3,7 @@
  * (replayed in worker subprocesses with the hang watchdog), and a short fuzz run must find nothing. The
  * harness pieces are checked against constructed inputs so that a broken harness cannot pass silently.
  */
+import { tempDir } from "./support/run.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { VmsiftError } from "../core/errors.ts";
@@ -12,8 +13,16 @@ import type { PhysicalMemory } from "../core/physMem.ts";
 
 const RUN = fileURLToPath(new URL("../fuzz/run.ts", import.meta.url));
 
+/** Run the fuzzer with its seeds in a fresh directory (no seeds from an earlier run or another test). */
 async function fuzz(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", RUN, ...args] }).output();
+  const dir = tempDir("vmsift-fuzz-seeds-");
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", RUN, "--dir", dir, ...args] })
+      .output();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
 }

@@ -22,6 +22,9 @@ import { type KdumpSource, writeKdump } from "../formats/kdump/writer.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { describeDump } from "../formats/kdump/info.ts";
+import { generate } from "../fixtures/synthetic/generate.ts";
+import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
+import { runVmsift } from "./support/run.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 import type { Sink } from "../io/sink.ts";
 
@@ -422,7 +425,12 @@ Deno.test("kdump verify: detects changed page data, bad bitmaps and notes", () =
     r = mutate((f) => f[bm1 + 2] |= 1); // pfn 16 is a hole
     assert.match(r.problems.join("\n"), /bitmap 1 differs .* pfn 0x10/);
     r = mutate((f) => f[4200 + 30] ^= 1);
-    assert.match(r.problems.join("\n"), /notes differ/);
+    // notes that differ: another vmcore; one problem that says so, and no page is compared
+    assert.deepEqual(r.problems, [
+      "not made from this vmcore, pages not compared: the copied notes differ from the vmcore's PT_NOTE",
+    ]);
+    assert.equal(r.moreProblems, 0);
+    assert.equal(r.counts.pagesCorrect + r.counts.pagesPresent, 0);
   } finally {
     Deno.removeSync(b.dir, { recursive: true });
   }
@@ -581,6 +589,69 @@ Deno.test("FileSink: 0600, refuses an existing file, abort removes it", () => {
     o.write(0, new Uint8Array([1]));
     o.abort();
     assert.throws(() => Deno.statSync(p), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("vmsift verify against another vmcore: one line saying so, before (and instead of) page differences", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vmsift-verify-wrong-" });
+  try {
+    const mk = (seed: number) => {
+      const out = `${dir}/m${seed}.vmcore`;
+      generate(normalizeParams({ memBytes: 64 * MiB, seed }), out);
+      return out;
+    };
+    const a = mk(1), b = mk(2);
+    const dump = `${dir}/a.kdump`;
+    assert.equal((await runVmsift(["-c", "-d", "31", "--message-level", "0", a, dump])).code, 0);
+    const ok = await runVmsift(["verify", dump, a]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const r = await runVmsift(["verify", dump, b]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `${dump}: not made from this vmcore, pages not compared: the copied notes differ from the vmcore's PT_NOTE\n`,
+    );
+    assert.match(r.stdout, /^\S+: FAILED: 1 problem\(s\); first: not made from this vmcore/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("vmsift info on --split parts: each part's own descriptors beside the whole dump's count", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "vmsift-info-split-" });
+  try {
+    const vmcore = `${dir}/m.vmcore`;
+    generate(normalizeParams({ memBytes: 64 * MiB, seed: 3 }), vmcore);
+    const whole = `${dir}/whole.kdump`, parts = [`${dir}/p1`, `${dir}/p2`];
+    const args = ["-c", "-d", "31", "--message-level", "0"];
+    assert.equal((await runVmsift([...args, vmcore, whole])).code, 0);
+    const s = await runVmsift([...args, "--split", "--splitblock-size", "4096", vmcore, ...parts]);
+    assert.equal(s.code, 0, s.stderr);
+    const w = describeDump(whole);
+    const infos = parts.map((p) => describeDump(p));
+    let sum = 0, zero = 0;
+    for (const [i, d] of infos.entries()) {
+      const sub = d.subHeader;
+      assert.equal(sub.split, 1);
+      assert.equal(d.bitmap2Pages, w.bitmap2Pages, "a part keeps the whole dump's bitmaps");
+      assert.ok(d.descriptors > 0 && d.descriptors < w.descriptors, `part ${i}: ${d.descriptors}`);
+      assert.equal(d.notWritten, 0, `part ${i}: every descriptor of its range is written`);
+      assert.equal(d.badDescriptors, 0);
+      assert.match(
+        d.text,
+        new RegExp(
+          `bitmap 2 +${w.bitmap2Pages} pages dumpable in the whole dump, ${d.descriptors} in this part's`,
+        ),
+      );
+      sum += d.descriptors, zero += d.zeroPages;
+    }
+    assert.equal(sum, w.descriptors, "the parts' descriptors add up to the whole dump's");
+    assert.equal(zero, w.zeroPages);
+    const r = await runVmsift(["info", parts[1]]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, new RegExp(`in the whole dump, ${infos[1].descriptors} in this part's range`));
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

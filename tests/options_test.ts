@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { runVmsift, tempDir } from "./support/run.ts";
 import { parseCommandLine, parseDumpLevels, UsageError } from "../cli/options.ts";
 
 Deno.test("options: makedumpfile command lines as kdump scripts write them", () => {
@@ -66,5 +67,36 @@ Deno.test("options: --codec-engine picks one of the codec's engines", () => {
   ];
   for (const [argv, why] of bad) {
     assert.throws(() => parseCommandLine(argv), (e: Error) => e instanceof UsageError && why.test(e.message));
+  }
+});
+
+Deno.test("options: -b and --non-cyclic are accepted with a warning line each saying they are ignored", async () => {
+  assert.equal(parseCommandLine(["-c", "-d", "31", "a", "b"]).ignoredOptions, undefined);
+  const o = parseCommandLine(["-c", "-b", "8", "--non-cyclic", "-d", "31", "a", "b"]);
+  assert.equal(o.ignoredOptions?.length, 2);
+  assert.match(o.ignoredOptions![0], /^-b 8 is ignored: /);
+  assert.match(o.ignoredOptions![1], /^--non-cyclic is ignored: /);
+  assert.throws(() => parseCommandLine(["-b", "x", "a", "b"]), UsageError);
+  // through the CLI: a warning line on stderr, then the command runs (here it fails on the missing input)
+  const dir = tempDir();
+  try {
+    const r = await runVmsift(["-b", "8", "--non-cyclic", "-c", "-d", "31", `${dir}/none`, `${dir}/out`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr + r.stdout, /^vmsift: warning: -b 8 is ignored: .*$/m);
+    assert.match(r.stderr + r.stdout, /^vmsift: warning: --non-cyclic is ignored: .*$/m);
+    const q = await runVmsift([
+      "--message-level",
+      "4",
+      "-b",
+      "8",
+      "-c",
+      "-d",
+      "31",
+      `${dir}/none`,
+      `${dir}/out`,
+    ]);
+    assert.doesNotMatch(q.stderr + q.stdout, /warning/, "common messages off: no warning");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });

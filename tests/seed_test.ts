@@ -15,13 +15,20 @@ import { fileURLToPath } from "node:url";
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const GEN = fileURLToPath(new URL("../fixtures/synthetic/cli.ts", import.meta.url));
 const O_DIRECT = 0o40000; // x86_64
+const O_ACCMODE = 0o3;
 const dec = new TextDecoder();
+
+interface Fd {
+  deleted: boolean;
+  direct: boolean;
+  writable: boolean;
+}
 
 interface Observed {
   code: number;
   text: string;
-  /** Descriptors seen while the process ran: path (without " (deleted)"), unlinked, O_DIRECT. */
-  fds: Map<string, { deleted: boolean; direct: boolean }>;
+  /** Descriptors seen while the process ran: path (without " (deleted)"), unlinked, O_DIRECT, opened to write. */
+  fds: Map<string, Fd>;
 }
 
 /** Run vmsift, polling its /proc/PID/fd and fdinfo until it exits. */
@@ -36,7 +43,7 @@ async function observe(args: string[]): Promise<Observed> {
     done = true;
     return o;
   });
-  const fds = new Map<string, { deleted: boolean; direct: boolean }>();
+  const fds = new Map<string, Fd>();
   while (!done) {
     try {
       for (const e of Deno.readDirSync(`/proc/${child.pid}/fd`)) {
@@ -47,11 +54,14 @@ async function observe(args: string[]): Promise<Observed> {
             ?.[1];
           const deleted = target.endsWith(" (deleted)");
           const path = deleted ? target.slice(0, -" (deleted)".length) : target;
-          const direct = flags !== undefined && (parseInt(flags, 8) & O_DIRECT) !== 0;
+          const bits = flags === undefined ? 0 : parseInt(flags, 8);
+          const direct = (bits & O_DIRECT) !== 0;
+          const writable = (bits & O_ACCMODE) !== 0; // O_WRONLY or O_RDWR
           const prev = fds.get(path);
           fds.set(path, {
             deleted: deleted || (prev?.deleted ?? false),
             direct: direct || (prev?.direct ?? false),
+            writable: writable || (prev?.writable ?? false),
           });
         } catch { /* closed meanwhile */ }
       }
@@ -91,6 +101,19 @@ function takesODirect(dir: string): boolean {
     try {
       Deno.removeSync(probe);
     } catch { /* absent */ }
+  }
+}
+
+/** Deno's cache directory (DENO_DIR), where `deno run` keeps its own databases open for writing. */
+function denoCacheDir(): string | undefined {
+  const o = new Deno.Command(Deno.execPath(), { args: ["info", "--json"], stdout: "piped", stderr: "null" })
+    .outputSync();
+  if (!o.success) return undefined;
+  const dir = (JSON.parse(dec.decode(o.stdout)) as { denoDir?: string }).denoDir;
+  try {
+    return dir === undefined ? undefined : Deno.realPathSync(dir);
+  } catch {
+    return dir;
   }
 }
 
@@ -159,7 +182,16 @@ Deno.test("seed propositions: O_DIRECT dump, bitmap files beside the dump, -e sm
       bitmapFds.length >= 1,
       `no unlinked bitmap file seen in ${outDir}: ${[...r.fds.keys()].join(" ")}`,
     );
-    for (const p of r.fds.keys()) assert.ok(!/^\/(tmp|dev\/shm)\//.test(p), `file under tmpfs: ${p}`);
+    // Files vmsift writes (opened to write, or unlinked) are all in outDir: nothing under /tmp or /dev/shm.
+    // Files only read (the repository's own source, wherever the clone is) and Deno's own cache do not count.
+    const denoDir = denoCacheDir();
+    for (const [p, f] of r.fds) {
+      if (!(f.writable || f.deleted) || p.startsWith(`${outDir}/`) || p === dump) continue;
+      if (denoDir !== undefined && p.startsWith(`${denoDir}/`)) continue;
+      if (/^\/(dev|proc)\//.test(p) && !p.startsWith("/dev/shm/")) continue; // terminals, /dev/null
+      assert.ok(!/^\/(tmp|dev\/shm)\//.test(p), `file written under tmpfs: ${p}`);
+      assert.fail(`vmsift wrote a file outside the dump's directory: ${p}`);
+    }
     if (direct) {
       for (const [p, f] of bitmapFds) assert.ok(f.direct, `bitmap file ${p} opened without O_DIRECT`);
       const d = r.fds.get(dump);

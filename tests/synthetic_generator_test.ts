@@ -4,6 +4,7 @@
  * applies makedumpfile's classification rules — the counts must equal the manifest's.
  */
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { ElfCore } from "../formats/elfCore.ts";
 import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { generate, type Manifest } from "../fixtures/synthetic/generate.ts";
@@ -215,4 +216,20 @@ Deno.test("synthetic: manifest level arithmetic is consistent", () => {
     assert.equal(c.offline, m.dump_levels["0"].offline);
   }
   assert.ok(m.dump_levels["1"].zero > m.dump_levels["31"].zero); // free pages count as zero without -d 16
+});
+
+Deno.test("generator CLI: `deno task fixture --help` prints the usage and exits 0; a bad argument exits 2", () => {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const run = (args: string[]) => {
+    const o = new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "piped", stderr: "piped" })
+      .outputSync();
+    return { code: o.code, out: new TextDecoder().decode(o.stdout), err: new TextDecoder().decode(o.stderr) };
+  };
+  const h = run(["task", "-q", "fixture", "--help"]);
+  assert.equal(h.code, 0, h.err);
+  assert.match(h.out, /^usage: deno task fixture --mem SIZE --out FILE /);
+  assert.doesNotMatch(h.err, /error/);
+  const bad = run(["run", "-A", "fixtures/synthetic/cli.ts", "--bogus"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /^error: unknown argument --bogus\nusage: /);
 });

@@ -278,7 +278,7 @@ async function run(cmd: string, args: string[], stdin?: string): Promise<{ code:
 Deno.test({
   name: "vmemmap -e (real 6.1 fixture, -c -d 31): oracle, makedumpfile -e, verify, status 0x10, crash",
   ignore: !haveReal(),
-  async fn() {
+  async fn(t) {
     const vmcore = await realVmcore();
     const dir = tempDir();
     try {
@@ -326,36 +326,40 @@ Deno.test({
 
           // makedumpfile 1.7.2 -e: its pages are a subset of ours; ours may add single 64-pfn words that
           // its rule (runs of at least 2 words) skips.
-          if (haveProgram("makedumpfile")) {
-            const mdfPlain = `${dir}/mdf.kdump`, mdfE = `${dir}/mdf-e.kdump`;
-            const args = ["-c", "-d", "31", "--message-level", "0"];
-            assert.equal((await run("makedumpfile", [...args, vmcore, mdfPlain])).code, 0);
-            const re = await run("makedumpfile", [...args, "-e", "--work-dir", dir, vmcore, mdfE]);
-            assert.equal(re.code, 0, re.out);
-            const ma = KdumpFile.open(mdfPlain), mb = KdumpFile.open(mdfE);
-            try {
-              assert.equal(mb.header.status & 0x10, 0x10);
-              const theirs = new Set<number>();
-              for (let p = 0; p < ma.maxMapnr; p++) {
-                if (ma.bitmap2.get(p) && !mb.bitmap2.get(p)) theirs.add(p);
+          await t.step({
+            name: "makedumpfile 1.7.2 -e clears a subset of our pages",
+            ignore: !haveProgram("makedumpfile"),
+            fn: async () => {
+              const mdfPlain = `${dir}/mdf.kdump`, mdfE = `${dir}/mdf-e.kdump`;
+              const args = ["-c", "-d", "31", "--message-level", "0"];
+              assert.equal((await run("makedumpfile", [...args, vmcore, mdfPlain])).code, 0);
+              const re = await run("makedumpfile", [...args, "-e", "--work-dir", dir, vmcore, mdfE]);
+              assert.equal(re.code, 0, re.out);
+              const ma = KdumpFile.open(mdfPlain), mb = KdumpFile.open(mdfE);
+              try {
+                assert.equal(mb.header.status & 0x10, 0x10);
+                const theirs = new Set<number>();
+                for (let p = 0; p < ma.maxMapnr; p++) {
+                  if (ma.bitmap2.get(p) && !mb.bitmap2.get(p)) theirs.add(p);
+                }
+                for (const p of theirs) {
+                  assert.ok(got.includes(p), `makedumpfile cleared ${p.toString(16)}, we did not`);
+                }
+                for (const p of got) {
+                  if (theirs.has(p)) continue;
+                  const j = p - v0; // identity-ordered in this 2 MiB leaf
+                  assert.equal(o.excl.get(j - 1) ?? false, false, `extra ${p.toString(16)} is not isolated`);
+                  assert.equal(o.excl.get(j + 1) ?? false, false, `extra ${p.toString(16)} is not isolated`);
+                }
+                console.log(
+                  `real fixture: vmsift -e clears ${got.length} vmemmap pages, makedumpfile ${theirs.size}`,
+                );
+              } finally {
+                ma.close();
+                mb.close();
               }
-              for (const p of theirs) {
-                assert.ok(got.includes(p), `makedumpfile cleared ${p.toString(16)}, we did not`);
-              }
-              for (const p of got) {
-                if (theirs.has(p)) continue;
-                const j = p - v0; // identity-ordered in this 2 MiB leaf
-                assert.equal(o.excl.get(j - 1) ?? false, false, `extra ${p.toString(16)} is not isolated`);
-                assert.equal(o.excl.get(j + 1) ?? false, false, `extra ${p.toString(16)} is not isolated`);
-              }
-              console.log(
-                `real fixture: vmsift -e clears ${got.length} vmemmap pages, makedumpfile ${theirs.size}`,
-              );
-            } finally {
-              ma.close();
-              mb.close();
-            }
-          }
+            },
+          });
         } finally {
           core.close();
         }
@@ -369,12 +373,16 @@ Deno.test({
       assert.match(v.stdout, /ok: \d+ pages, all correct/);
       assert.ok(Deno.statSync(withE).size < Deno.statSync(plain).size);
 
-      if (haveProgram("crash") && haveVmlinux) {
-        const c = await run("crash", ["-s", VMLINUX, withE], "sys\nquit\n");
-        assert.match(c.out, /page structures associated\s+with excluded pages may also be excluded/);
-        assert.match(c.out, /\[EXCLUDED VMEMMAP\]/);
-        assert.match(c.out, /RELEASE: 6\.1\.0-56-amd64/);
-      }
+      await t.step({
+        name: "crash with the debug vmlinux shows EXCLUDED VMEMMAP",
+        ignore: !(haveProgram("crash") && haveVmlinux),
+        fn: async () => {
+          const c = await run("crash", ["-s", VMLINUX, withE], "sys\nquit\n");
+          assert.match(c.out, /page structures associated\s+with excluded pages may also be excluded/);
+          assert.match(c.out, /\[EXCLUDED VMEMMAP\]/);
+          assert.match(c.out, /RELEASE: 6\.1\.0-56-amd64/);
+        },
+      });
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

@@ -23,9 +23,9 @@ export interface DumpInfo {
   maxMapnr: number;
   /** Pages set in bitmap 1 (present). */
   bitmap1Pages: number;
-  /** Pages set in bitmap 2 (dumped). */
+  /** Pages dumpable in the whole dump (bitmap 2; a split part holds the whole dump's bitmaps). */
   bitmap2Pages: number;
-  /** Page descriptors in the file. */
+  /** Descriptors in this file: bitmap2Pages, or for a split part those of its pfn range only. */
   descriptors: number;
   /** Descriptors by codec name (raw includes the shared zero page). */
   byCodec: Record<string, number>;
@@ -65,10 +65,17 @@ export function describeDump(path: string): DumpInfo {
   const k = KdumpFile.open(path);
   try {
     const ps = k.blockSize;
-    const total = k.numDumpable;
+    const s0 = k.subHeader;
+    // A split part (makedumpfile --split) keeps the whole dump's bitmaps but descriptors and data only for
+    // its pfn range [start_pfn_64, end_pfn_64).
+    const total = s0.split
+      ? k.bitmap2.popcount(Math.min(s0.startPfn64, k.maxMapnr), Math.min(s0.endPfn64, k.maxMapnr))
+      : k.numDumpable;
     const byCodec: Record<string, number> = {};
     let zeroPages = 0, notWritten = 0, dataBytes = 0, bad = 0;
     const sharedZero = (k.subHeader.dumpLevel & 1) !== 0;
+    // Page data starts after room for the whole dump's descriptors, in a part too (makedumpfile's layout:
+    // the shared zero page is there).
     const pdo = k.layout.pageDataOffset;
     const batch = 65536;
     const buf = new Uint8Array(Math.min(batch, Math.max(1, total)) * PAGE_DESC_SIZE);
@@ -106,7 +113,7 @@ export function describeDump(path: string): DumpInfo {
       layout: k.layout,
       maxMapnr: k.maxMapnr,
       bitmap1Pages: k.bitmap1.popcount(),
-      bitmap2Pages: total,
+      bitmap2Pages: k.numDumpable,
       descriptors: total,
       byCodec,
       zeroPages,
@@ -146,18 +153,17 @@ export function renderInfo(i: DumpInfo): string {
     hx(s.offsetVmcoreinfo),
     `  eraseinfo       ${s.sizeEraseinfo} bytes at ${hx(s.offsetEraseinfo)}`,
     `  bitmap 1        ${i.bitmap1Pages} pages present`,
-    `  bitmap 2        ${i.bitmap2Pages} pages dumpable (descriptors at ${
-      hx(i.layout.dataOffset)
-    }, data from ` +
-    `${hx(i.layout.pageDataOffset)})`,
+    `  bitmap 2        ${i.bitmap2Pages} pages dumpable` +
+    (s.split ? ` in the whole dump, ${i.descriptors} in this part's range` : "") +
+    ` (descriptors at ${hx(i.layout.dataOffset)}, data from ${hx(i.layout.pageDataOffset)})`,
     `  pages           ${
       Object.entries(i.byCodec).map(([k, v]) => `${k} ${v}`).join(", ") || "none"
     }; shared zero page ${i.zeroPages}` +
     (i.notWritten ? `; not written ${i.notWritten}` : "") +
     (i.badDescriptors ? `; BAD ${i.badDescriptors}` : ""),
-    `  page data       ${i.dataBytes} bytes for ${i.bitmap2Pages - i.notWritten} pages (${
-      i.bitmap2Pages - i.notWritten > 0
-        ? ((i.dataBytes / ((i.bitmap2Pages - i.notWritten) * ps)) * 100).toFixed(1)
+    `  page data       ${i.dataBytes} bytes for ${i.descriptors - i.notWritten} pages (${
+      i.descriptors - i.notWritten > 0
+        ? ((i.dataBytes / ((i.descriptors - i.notWritten) * ps)) * 100).toFixed(1)
         : "0"
     }% of raw)`,
   ];

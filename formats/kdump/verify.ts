@@ -125,8 +125,9 @@ export function verifyDump(dumpPath: string, vmcorePath: string, opts: VerifyOpt
   }
   try {
     incomplete = dump.incomplete;
-    checkStructure(dump, core, problem, counts);
-    checkPages(dump, core, problem, counts, opts);
+    // Notes that differ mean another vmcore (another crash, machine or kernel): comparing its pages would
+    // only list thousands of differences after the one line that says why.
+    if (checkStructure(dump, core, problem, counts)) checkPages(dump, core, problem, counts, opts);
   } catch (e) {
     if (e instanceof VmsiftError) problem(e.oneLine());
     else throw e;
@@ -137,10 +138,25 @@ export function verifyDump(dumpPath: string, vmcorePath: string, opts: VerifyOpt
   return finish();
 }
 
-function checkStructure(dump: KdumpFile, core: ElfCore, problem: (m: string) => void, counts: VerifyCounts) {
+/** Check headers and bitmaps; false when the dump was not made from this vmcore (its notes differ). */
+function checkStructure(
+  dump: KdumpFile,
+  core: ElfCore,
+  problem: (m: string) => void,
+  counts: VerifyCounts,
+): boolean {
   const h = dump.header, s = dump.subHeader, bs = dump.blockSize;
   const L = dump.layout;
   counts.maxMapnr = dump.maxMapnr;
+  const vn = core.noteSegment.bytes;
+  const wrong = "not made from this vmcore, pages not compared";
+  if (s.sizeNote !== vn.length) {
+    problem(`${wrong}: size_note ${s.sizeNote}, the vmcore's PT_NOTE has ${vn.length} bytes`);
+    return false;
+  } else if (!sameBytes(dump.notes, vn)) {
+    problem(`${wrong}: the copied notes differ from the vmcore's PT_NOTE`);
+    return false;
+  }
   if (h.headerVersion !== KDUMP_HEADER_VERSION) problem(`header_version ${h.headerVersion}, expected 6`);
   if (h.timestampUsec !== 0) problem(`timestamp.tv_usec is ${h.timestampUsec}, expected 0`);
   if (h.bitmapBlocks !== L.bitmapBlocks) {
@@ -163,10 +179,6 @@ function checkStructure(dump: KdumpFile, core: ElfCore, problem: (m: string) => 
   if (s.offsetNote !== bs + SUB_HEADER_SIZE) {
     problem(`offset_note ${s.offsetNote}, expected ${bs + SUB_HEADER_SIZE}`);
   }
-  const vn = core.noteSegment.bytes;
-  if (s.sizeNote !== vn.length) {
-    problem(`size_note ${s.sizeNote}, the vmcore's PT_NOTE has ${vn.length} bytes`);
-  } else if (!sameBytes(dump.notes, vn)) problem("the copied notes differ from the vmcore's PT_NOTE");
   const vi = core.vmcoreinfoNote;
   if (vi !== undefined) {
     const want = s.offsetNote + vi.descFileOffset - core.noteSegment.fileOffset;
@@ -210,6 +222,7 @@ function checkStructure(dump: KdumpFile, core: ElfCore, problem: (m: string) => 
   counts.bitmap1Pages = dump.bitmap1.popcount();
   counts.bitmap2Pages = dump.numDumpable;
   counts.descriptors = dump.numDumpable;
+  return true;
 }
 
 function checkPages(
