@@ -26,7 +26,8 @@ export type Command =
   | { kind: "dmesg"; vmcore: string; logfile: string }
   | { kind: "vtop"; vmcore: string; vaddr: bigint }
   | { kind: "info"; dumpfile: string }
-  | { kind: "verify"; dumpfile: string; vmcore: string };
+  | { kind: "verify"; dumpfile: string; vmcore: string }
+  | { kind: "symbols"; vmcore: string; name?: string };
 
 /** Every option, with makedumpfile's defaults. */
 export interface CliOptions {
@@ -183,7 +184,9 @@ function parseNumber(name: string, s: string): number {
 /** Parse argv (without the program name). Throws UsageError for anything invalid. */
 export function parseCommandLine(argv: string[]): CliOptions {
   // Subcommands of vmsift's own (not in makedumpfile): `info` and `verify`.
-  if (argv[0] === "info" || argv[0] === "verify") return parseSubcommand(argv[0], argv.slice(1));
+  if (argv[0] === "info" || argv[0] === "verify" || argv[0] === "symbols") {
+    return parseSubcommand(argv[0], argv.slice(1));
+  }
   let parsed;
   try {
     parsed = parseOptions(argv, OPTIONS);
@@ -303,7 +306,7 @@ function parseCodecEngine(s: string, codec: CodecName | null): EngineChoice {
   return s;
 }
 
-function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
+function parseSubcommand(name: "info" | "verify" | "symbols", argv: string[]): CliOptions {
   let parsed;
   try {
     parsed = parseOptions(argv, SUBCOMMAND_OPTIONS);
@@ -334,6 +337,12 @@ function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
     if (pos.length !== 1) throw new UsageError("usage: vmsift info [--json] DUMPFILE");
     return { ...base, command: { kind: "info", dumpfile: pos[0] } };
   }
+  if (name === "symbols") {
+    if (pos.length < 1 || pos.length > 2) {
+      throw new UsageError("usage: vmsift symbols [--json] VMCORE [NAME]");
+    }
+    return { ...base, command: { kind: "symbols", vmcore: pos[0], name: pos[1] } };
+  }
   if (pos.length !== 2) throw new UsageError("usage: vmsift verify [--json] DUMPFILE VMCORE");
   return { ...base, command: { kind: "verify", dumpfile: pos[0], vmcore: pos[1] } };
 }
@@ -352,6 +361,7 @@ Usage:
   vmsift --vtop VADDR VMCORE
   vmsift info [--json] DUMPFILE
   vmsift verify [--json] DUMPFILE VMCORE
+  vmsift symbols [--json] VMCORE [NAME]
 
 Options (makedumpfile's names):
   -c, -l, -p, -z      compress pages with zlib, lzo, snappy or zstd (last one wins)
