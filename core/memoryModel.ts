@@ -4,19 +4,27 @@
  * down to the scan (core/scan.ts), the dmesg reader and the writers.
  */
 import { VmsiftError } from "./errors.ts";
+import { liveImageSections, mappedImagePfns, type PfnRange, sectionPfns } from "./imageGuard.ts";
+import { kallsymsLocations, readKallsyms } from "./kallsyms.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
 import { detectPageScheme, type PageScheme } from "./pageTypes.ts";
 import { readSparseMem, type SparseMem } from "./sparsemem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
-/** Physical pfn range of the kernel image, never excluded by the scan. */
+/** Physical pfns of the kernel image never excluded by the scan. */
 export interface KernelImageRange {
+  /** First pfn of the first protected range. */
   startPfn: number;
-  /** Exclusive. */
+  /** Exclusive end of the last protected range. */
   endPfn: number;
   /** Which symbols gave it, e.g. "_stext.._end". */
   source: string;
+  /**
+   * The protected ranges, sorted and disjoint, inside [startPfn, endPfn); absent = the whole of it. The
+   * kallsyms guard leaves out the parts the kernel freed (core/imageGuard.ts).
+   */
+  ranges?: PfnRange[];
 }
 
 export interface MemoryModel {
@@ -66,9 +74,13 @@ export function buildMemoryModel(
   const warnings = [...sparse.warnings];
   const kernelImage = opts.kernelImageGuard === false
     ? undefined
-    : (kernelImageRange(info, physBase, pageSize) ?? kernelImageFromMapping(mem, info, physBase, pageSize));
+    : (kernelImageFromKallsyms(vm, info, pageSize, warnings) ?? kernelImageRange(info, physBase, pageSize) ??
+      kernelImageFromMapping(mem, info, physBase, pageSize));
   if (opts.kernelImageGuard !== false && kernelImage === undefined) {
-    warnings.push("kernel image range unknown (no SYMBOL(_stext), or it is not mapped): not protected");
+    warnings.push(
+      "kernel image guard off: no kallsyms in VMCOREINFO (kernels before 6.0), and the kernel's mapping of " +
+        "its image does not show which parts it freed (no page-table isolation)",
+    );
   }
   return {
     mem,
@@ -87,11 +99,49 @@ export function buildMemoryModel(
 }
 
 /**
- * The kernel image when VMCOREINFO has SYMBOL(_stext) but no SYMBOL(_end) (6.1 exports only _stext): the
- * kernel maps its own image in the __START_KERNEL_map window and cleanup_highmap() removes every 2 MiB entry
- * past roundup(_brk_end, 2 MiB), so the image is the mapped run that starts at _stext, walked through the
- * page tables (never the linear formula, which would "map" anything). The run is cut where the mapping
- * stops or stops being physically contiguous, and at the end of the window (KERNEL_IMAGE_SIZE).
+ * The live kernel image from kallsyms (Linux 6.0+): [_text, _end) without the parts the kernel freed
+ * (core/imageGuard.ts). Undefined, with a warning, when kallsyms cannot be decoded.
+ */
+export function kernelImageFromKallsyms(
+  vm: X86Translator,
+  info: VmcoreInfo,
+  pageSize: number,
+  warnings: string[],
+): KernelImageRange | undefined {
+  if (kallsymsLocations(info) === undefined) return undefined;
+  let sections;
+  try {
+    sections = liveImageSections(readKallsyms(vm, info), (v) => {
+      const b = new Uint8Array(8);
+      return vm.readVirt(v, b) ? new DataView(b.buffer).getBigUint64(0, true) : undefined;
+    });
+  } catch (e) {
+    if (!(e instanceof VmsiftError)) throw e;
+    warnings.push(`kallsyms not usable for the image guard: ${e.message}`);
+    return undefined;
+  }
+  if (sections === undefined) {
+    warnings.push("kallsyms lacks _text/_stext or _end: image guard not built from it");
+    return undefined;
+  }
+  const ranges = sectionPfns(vm, sections, pageSize);
+  if (ranges.length === 0) return undefined;
+  return {
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `kallsyms: ${
+      sections.map((s) => `${s.name} ${s.start.toString(16)}-${s.end.toString(16)}`).join(", ")
+    }`,
+    ranges,
+  };
+}
+
+/**
+ * The kernel image from the kernel's own page tables, for kernels without kallsyms in VMCOREINFO: with
+ * page-table isolation, free_kernel_image_pages() unmaps the freed parts of the image from the
+ * __START_KERNEL_map alias, so the live image is what is still mapped there, at the linear offset, from
+ * _stext to the end of the window (cleanup_highmap() removed every 2 MiB entry past the image). Without
+ * holes in that mapping (no PTI) the freed parts cannot be told from live ones: undefined.
  */
 export function kernelImageFromMapping(
   mem: PhysicalMemory,
@@ -115,12 +165,16 @@ export function kernelImageFromMapping(
   const pieces = walker.mapRun(start, Number(windowEnd - start));
   const first = pieces[0];
   if (first === undefined || first.paddr === undefined) return undefined;
-  const linear = kernelImagePa(start, physBase);
-  if (linear !== first.paddr) return undefined; // the tables disagree with phys_base: trust neither
+  if (kernelImagePa(start, physBase) !== first.paddr) return undefined; // tables and phys_base disagree
+  const ranges = mappedImagePfns(pieces, (v) => kernelImagePa(v, physBase), pageSize);
+  if (ranges === undefined) return undefined;
   return {
-    startPfn: Math.floor(first.paddr / pageSize),
-    endPfn: Math.ceil((first.paddr + first.len) / pageSize),
-    source: `${info.symbol("_stext") !== undefined ? "_stext" : "_text"}..end of its page-table mapping`,
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `${
+      info.symbol("_stext") !== undefined ? "_stext" : "_text"
+    }.. the pages still mapped in the image window`,
+    ranges,
   };
 }
 
