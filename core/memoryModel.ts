@@ -10,6 +10,7 @@ import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
 import { detectPageScheme, type PageScheme } from "./pageTypes.ts";
 import { readSparseMem, type SparseMem } from "./sparsemem.ts";
+import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
 /** Physical pfns of the kernel image never excluded by the scan. */
@@ -103,7 +104,7 @@ export function buildMemoryModel(
  * (core/imageGuard.ts). Undefined, with a warning, when kallsyms cannot be decoded.
  */
 export function kernelImageFromKallsyms(
-  vm: X86Translator,
+  vm: VirtualMemory,
   info: VmcoreInfo,
   pageSize: number,
   warnings: string[],
