@@ -253,3 +253,52 @@ Deno.test(
     }
   },
 );
+
+Deno.test("kallsyms + BTF: the synthetic generator's tables read back as its manifest says", async () => {
+  const { generate } = await import("../fixtures/synthetic/generate.ts");
+  const { MiB, normalizeParams } = await import("../fixtures/synthetic/params.ts");
+  const { readKernelBtf } = await import("../core/btf.ts");
+  const dir = Deno.makeTempDirSync({ prefix: "vmsift-synth-ksyms-" });
+  try {
+    for (const scheme of ["4.18", "6.12", "4.17"] as const) {
+      const path = `${dir}/${scheme}.vmcore`;
+      const m = generate(normalizeParams({ memBytes: 64 * MiB, seed: 7, scheme }), path).manifest;
+      const core = ElfCore.open(path);
+      try {
+        const info = VmcoreInfo.parse(new TextDecoder().decode(core.vmcoreinfoNote!.desc), core.label);
+        const vm = buildMemoryModel(core, info, { kernelImageGuard: false }).vm;
+        if (m.symbols === undefined) {
+          assert.equal(scheme, "4.17"); // VMCOREINFO names kallsyms since 6.0 only
+          assert.throws(() => readKallsyms(vm, info), /no kallsyms in VMCOREINFO/);
+          continue;
+        }
+        const k = readKallsyms(vm, info);
+        assert.equal(k.encoding, m.symbols.encoding);
+        assert.deepEqual(
+          k.names.map((n, i) => [n, k.types[i], k.addresses[i].toString(16)]),
+          m.symbols.kallsyms,
+          scheme,
+        );
+        assert.ok(k.checks.every((c) => c.verdict !== "different"));
+        assert.equal(k.checks.find((c) => c.name === "init_uts_ns")?.verdict, "equal");
+        const btf = readKernelBtf(vm, (n) => k.lookup(n), path);
+        for (const [struct, { size, members }] of Object.entries(m.symbols.btf)) {
+          const id = btf.findAggregate(struct)!;
+          assert.equal(btf.sizeOf(id), size, struct);
+          for (const [member, off] of Object.entries(members)) {
+            assert.equal(btf.memberPath(id, [member]).offset, off, `${struct}.${member}`);
+          }
+        }
+        // The image guard from the synthetic kallsyms: the whole image, [_text, _end).
+        const guarded = buildMemoryModel(core, info);
+        assert.match(guarded.kernelImage!.source, /^kallsyms: /);
+        const img = guarded.kernelImage!;
+        assert.equal((img.endPfn - img.startPfn) * 4096, 6 * MiB);
+      } finally {
+        core.close();
+      }
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
