@@ -24,6 +24,10 @@ import { excludeZeroPages } from "../core/zeroPages.ts";
 import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
 import { asOutputFull } from "../io/outputFull.ts";
+import { ErasingMemory } from "../core/eraseApply.ts";
+import { VmsiftError } from "../core/errors.ts";
+import type { PhysicalMemory } from "../core/physMem.ts";
+import { type EraseRequest, prepareErase } from "./eraseSetup.ts";
 import type { Sink } from "../io/sink.ts";
 
 /** What to dump and how. */
@@ -69,6 +73,8 @@ export interface DumpRequest {
   control?: Omit<WriteControl, "keepIncomplete">;
   /** Called before each retry at a fallback level, with the level and why. */
   onRetry?: (level: number, why: string) => void;
+  /** --config / --erase: bytes to overwrite with 'X' in the pages written, and their ERASEINFO. */
+  erase?: EraseRequest;
 }
 
 /** Outcome of a dump. */
@@ -165,8 +171,20 @@ async function dumpWithBitmaps(
     const vmemmap = req.excludeVmemmap ? excludeVmemmapPages(model, bitmap1, bitmap2) : undefined;
     for (const w of model.warnings) req.debug?.(`warning: ${w}`);
     const utsname = readUtsname(model.vm, info);
+    let mem: PhysicalMemory = core;
+    let eraseinfo: Uint8Array | undefined;
+    if (req.erase !== undefined) {
+      if (req.form === "split") throw new VmsiftError("--config and --erase cannot be used with --split yet");
+      const plan = prepareErase(req.erase, model, bitmap2, req.vmcore);
+      for (const s of req.erase.skipped) {
+        req.notice?.(`warning: ${req.erase.source}: module section ${s} skipped`);
+      }
+      req.debug?.(`erase: ${plan.erasedBytes} bytes in ${plan.overlays.length} pieces`);
+      mem = new ErasingMemory(core, plan.overlays);
+      eraseinfo = plan.eraseinfo;
+    }
     const src: KdumpSource = {
-      mem: core,
+      mem,
       bitmap1,
       bitmap2,
       maxMapnr,
@@ -179,6 +197,7 @@ async function dumpWithBitmaps(
       nrCpus: core.nrCpus,
       physBase: model.physBase,
       dumpLevel: req.dumpLevel,
+      eraseinfo,
     };
     const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
     const write = await writeForm(req, control, src, extraStatus, core);
@@ -228,11 +247,11 @@ async function writeForm(
     if (req.form === "elf") {
       // ELF has no shared zero page: zero pages leave bitmap 2 first (makedumpfile's pre-pass).
       const zero = (req.dumpLevel & 1) !== 0
-        ? excludeZeroPages(core, src.bitmap2, src.maxMapnr, src.pageSize)
+        ? excludeZeroPages(src.mem, src.bitmap2, src.maxMapnr, src.pageSize)
         : 0;
       const r = await writeElfDumpAsync(
         {
-          mem: core,
+          mem: src.mem,
           bitmap1: src.bitmap1,
           bitmap2: src.bitmap2,
           maxMapnr: src.maxMapnr,

@@ -3,6 +3,7 @@
  * progress and messages.
  */
 import { VmsiftError } from "../core/errors.ts";
+import { eraseRequestOf } from "./eraseSetup.ts";
 import { formatReport, statsJson } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import { createCodecAsync } from "../formats/codecs/registry.ts";
@@ -127,11 +128,17 @@ async function dumpCommand(
     imageGuard: opts.imageGuard,
     excludeVmemmap: opts.excludeVmemmap,
     splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
+    erase: eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux),
   };
   let result: CommandResult;
   const format = sniffDumpFormat(vmcore);
   if (format === "kdump" || format === "flattened") {
     if (opts.elf) throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: vmcore });
+    if (common.erase !== undefined) {
+      throw new VmsiftError("--config and --erase need an ELF vmcore (re-filtering cannot erase yet)", {
+        file: vmcore,
+      });
+    }
     if (opts.sizeLimit !== undefined || opts.dumpLevels.length > 1) {
       throw new VmsiftError(
         "-L and fallback dump levels are not supported when re-filtering a kdump-compressed input",

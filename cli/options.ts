@@ -65,6 +65,12 @@ export interface CliOptions {
   numThreads?: number;
   /** -L SIZE: largest output file in bytes (an incomplete file is written, or the next -d level tried). */
   sizeLimit?: number;
+  /** -x VMLINUX: symbols (.symtab) and types (.BTF) for --config / --erase, instead of the dump's own. */
+  vmlinux?: string;
+  /** --config FILE: makedumpfile's filter.conf (erase commands). */
+  filterConfig?: string;
+  /** --erase SYMBOL[.member...][:SIZE], repeatable. */
+  erase?: string[];
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -129,10 +135,8 @@ const SUBCOMMAND_OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 const NOT_YET: Record<string, string> = {
-  x: "-x (debug info from vmlinux)",
   g: "-g (generate VMCOREINFO)",
   X: "-X (Xen)",
-  config: "--config",
   eppic: "--eppic",
   "mem-usage": "--mem-usage",
 };
@@ -187,6 +191,22 @@ export function parseCommandLine(argv: string[]): CliOptions {
   if (argv[0] === "info" || argv[0] === "verify" || argv[0] === "symbols") {
     return parseSubcommand(argv[0], argv.slice(1));
   }
+  // --erase is repeatable: taken out before the one-value-per-option parser sees the rest.
+  const erase: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a === "--erase") {
+      if (i + 1 >= argv.length) throw new UsageError("--erase needs SYMBOL[.member...][:SIZE]");
+      erase.push(argv[++i]);
+    } else if (a.startsWith("--erase=")) erase.push(a.slice("--erase=".length));
+    else rest.push(a);
+  }
+  argv = rest;
   let parsed;
   try {
     parsed = parseOptions(argv, OPTIONS);
@@ -232,6 +252,9 @@ export function parseCommandLine(argv: string[]): CliOptions {
       ? parseNumber("--splitblock-size", v["splitblock-size"])
       : undefined,
     sizeLimit: v.L !== undefined ? parseSizeLimit(v.L) : undefined,
+    vmlinux: v.x,
+    filterConfig: v.config,
+    erase,
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
@@ -393,8 +416,12 @@ Options (makedumpfile's names):
   --dump-dmesg        write the kernel log of VMCORE to LOGFILE
   --vtop VADDR        print the page-table walk for a kernel virtual address
   --no-image-guard    exclude kernel-image pages by their struct page like makedumpfile does
-                      (default: pages of the kernel image, _stext to the end of its mapping,
-                      are always kept; makedumpfile issue 21)
+                      (default: the live parts of the kernel image, bounded by the dump's
+                      kallsyms, are always kept; makedumpfile issue 21)
+  --config FILE       erase data as makedumpfile's filter.conf says ([vmlinux] erase/for commands);
+                      symbols and types from the dump's kallsyms and BTF, or from -x VMLINUX
+  --erase EXPR[:SIZE] erase SYMBOL[.member...] (SIZE bytes, K/M, or 'nullify'); repeatable
+  -x VMLINUX          symbols (.symtab) and types (.BTF) for --config/--erase from this vmlinux
   --no-direct-io      write DUMPFILE through the page cache instead of O_DIRECT
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
                       (default: DUMPFILE's directory)

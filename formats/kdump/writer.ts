@@ -45,6 +45,8 @@ export interface KdumpSource {
   nrCpus: number;
   physBase: bigint;
   dumpLevel: number;
+  /** ERASEINFO text to append after the page data (--config / --erase; core/eraseApply.ts). */
+  eraseinfo?: Uint8Array;
 }
 
 /** Writer options. */
@@ -136,7 +138,7 @@ function* writePages(
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
       yield;
     }
-    finishPages(res, out, total, sink);
+    finishPages(res, out, total, sink, src.eraseinfo);
   } catch (e) {
     const r = finishIncomplete(e, out, sink, status, total, control);
     res.incomplete = r.info;
@@ -175,6 +177,7 @@ export function finishPages(
   out: PagePairWriter,
   total: number,
   sink: Sink,
+  eraseinfo?: Uint8Array,
 ): KdumpWriteResult {
   out.flush();
   if (res.dumpablePages !== total) {
@@ -182,6 +185,7 @@ export function finishPages(
       file: sink.label,
     });
   }
+  if (eraseinfo !== undefined) out.appendEraseinfo(eraseinfo);
   res.fileSize = out.dataEnd;
   sink.finish(res.fileSize);
   return res;
