@@ -78,7 +78,7 @@ export function parseFilterConfig(text: string, source: string): FilterConfig {
   };
   const peek = () => tokens[pos];
   const take = () => tokens[pos++];
-  const lastLine = () => tokens[Math.max(0, pos - 1)]?.line ?? 0;
+  const lastLine = () => tokens[Math.min(pos, tokens.length) - 1]?.line ?? 0;
   const operand = (what: string): Token => {
     const t = take();
     if (t === undefined || KEYWORDS.has(t.text)) fail(t?.line ?? lastLine(), `expected ${what}`);
