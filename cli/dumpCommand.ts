@@ -128,7 +128,7 @@ async function dumpCommand(
     imageGuard: opts.imageGuard,
     excludeVmemmap: opts.excludeVmemmap,
     splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
-    erase: eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux),
+    erase: eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets),
   };
   let result: CommandResult;
   const format = sniffDumpFormat(vmcore);

@@ -8,6 +8,7 @@ import type { PfnBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { type ErasePlan, planErase } from "../core/eraseApply.ts";
 import { resolveErase } from "../core/eraseResolve.ts";
+import { secretCommands } from "../core/secretRules.ts";
 import { eraseOptionCommand, type FilterCommand, parseFilterConfig } from "../core/filterConfig.ts";
 import { readKallsyms } from "../core/kallsyms.ts";
 import { BtfKernelTypes, type KernelTypes } from "../core/kernelTypes.ts";
@@ -22,8 +23,10 @@ export interface EraseRequest {
   source: string;
   /** -x VMLINUX: symbols and types from it instead of the dump. */
   vmlinux?: string;
-  /** Module sections of the config that were skipped. */
+  /** Module sections of the config that were skipped (and built-in rules that do not apply). */
   skipped: string[];
+  /** --erase-secrets: the built-in rules (core/secretRules.ts) too. */
+  secrets?: boolean;
 }
 
 /** Build the request from the options; undefined when nothing is to be erased. Parse errors throw. */
@@ -31,11 +34,12 @@ export function eraseRequestOf(
   configFile: string | undefined,
   eraseArgs: string[],
   vmlinux: string | undefined,
+  secrets = false,
 ): EraseRequest | undefined {
-  if (configFile === undefined && eraseArgs.length === 0) return undefined;
+  if (configFile === undefined && eraseArgs.length === 0 && !secrets) return undefined;
   const commands: FilterCommand[] = [];
   const skipped: string[] = [];
-  let source = "--erase";
+  let source = eraseArgs.length > 0 ? "--erase" : "--erase-secrets";
   if (configFile !== undefined) {
     let text: string;
     try {
@@ -45,11 +49,11 @@ export function eraseRequestOf(
     }
     const cfg = parseFilterConfig(text, configFile);
     commands.push(...cfg.commands);
-    skipped.push(...cfg.skippedSections.map((s) => `[${s.name}] (line ${s.line})`));
+    skipped.push(...cfg.skippedSections.map((s) => `module section [${s.name}] (line ${s.line})`));
     source = configFile;
   }
   for (const a of eraseArgs) commands.push(eraseOptionCommand(a));
-  return { commands, source, vmlinux, skipped };
+  return { commands, source, vmlinux, skipped, secrets };
 }
 
 /** The symbol and type source for the dump. */
@@ -87,6 +91,12 @@ export function prepareErase(
   dumpLabel: string,
 ): ErasePlan {
   const types = kernelTypesFor(req, model, dumpLabel);
-  const res = resolveErase(req.commands, types, model.vm, req.source);
+  const commands = [...req.commands];
+  if (req.secrets) {
+    const rules = secretCommands((s) => types.symbolAddress(s) !== undefined);
+    commands.push(...rules.commands);
+    req.skipped.push(...rules.skipped.map((s) => `built-in rule ${s}`));
+  }
+  const res = resolveErase(commands, types, model.vm, req.source);
   return planErase(res, (pfn) => pfn < model.maxMapnr && bitmap2.get(pfn), model.pageSize);
 }

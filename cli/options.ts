@@ -71,6 +71,8 @@ export interface CliOptions {
   filterConfig?: string;
   /** --erase SYMBOL[.member...][:SIZE], repeatable. */
   erase?: string[];
+  /** --erase-secrets: vmsift's built-in rules (core/secretRules.ts). */
+  eraseSecrets?: boolean;
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -108,6 +110,7 @@ const OPTIONS = {
   "cyclic-buffer": { type: "string" },
   e: { type: "boolean", short: "e" },
   "no-image-guard": { type: "boolean" },
+  "erase-secrets": { type: "boolean" },
   // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message.
   E: { type: "boolean", short: "E" },
   F: { type: "boolean", short: "F" },
@@ -255,6 +258,7 @@ export function parseCommandLine(argv: string[]): CliOptions {
     vmlinux: v.x,
     filterConfig: v.config,
     erase,
+    eraseSecrets: v["erase-secrets"] ?? false,
   };
   if (v.h || v.help) return opts;
   if (v.v || v.version) return { ...opts, command: { kind: "version" } };
@@ -421,6 +425,8 @@ Options (makedumpfile's names):
   --config FILE       erase data as makedumpfile's filter.conf says ([vmlinux] erase/for commands);
                       symbols and types from the dump's kallsyms and BTF, or from -x VMLINUX
   --erase EXPR[:SIZE] erase SYMBOL[.member...] (SIZE bytes, K/M, or 'nullify'); repeatable
+  --erase-secrets     erase well-known secrets: the kernel command line, the RNG key and entropy
+                      pool (docs/symbols.md)
   -x VMLINUX          symbols (.symtab) and types (.BTF) for --config/--erase from this vmlinux
   --no-direct-io      write DUMPFILE through the page cache instead of O_DIRECT
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory

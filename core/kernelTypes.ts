@@ -53,6 +53,10 @@ export const KNOWN_SYMBOL_TYPES: Record<string, string> = {
   static_command_line: "char *",
   boot_command_line: "char[2048]",
   init_task: "struct task_struct",
+  // Anonymous structs in drivers/char/random.c (5.17+), seen through their first member:
+  // base_crng.key (u8[CHACHA_KEY_SIZE]) and input_pool.hash (struct blake2s_state).
+  base_crng: "char[32]",
+  input_pool: "struct blake2s_state",
 };
 
 /** A type reference: a BTF id, or a pointer/array built from a declaration. */
