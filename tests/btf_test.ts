@@ -151,7 +151,7 @@ Deno.test({
     const { btf } = await realBtf();
     for (const struct of ["sk_buff", "page", "task_struct", "uts_namespace"]) {
       const out = await new Deno.Command("pahole", {
-        args: ["-F", "dwarf", "-C", struct, "--expand_types", VMLINUX],
+        args: ["-F", "dwarf", "-C", struct, VMLINUX],
       })
         .output();
       const text = new TextDecoder().decode(out.stdout);
@@ -167,11 +167,12 @@ Deno.test({
         if (m === null) continue;
         const f = btf.member(id, m[1]);
         if (f === undefined) continue;
-        assert.equal(f.offset, Number(m[3]), `${struct}.${m[1]}`);
+        // pahole: byte offset of the storage unit, then the bit within it for bitfields.
+        assert.equal(f.bitOffset, Number(m[3]) * 8 + Number(m[4] ?? 0), `${struct}.${m[1]}`);
         if (m[2] !== undefined) assert.equal(f.bitfieldSize, Number(m[2]), `${struct}.${m[1]} bits`);
         checked++;
       }
-      assert.ok(checked > 3, `${struct}: ${checked} members compared`);
+      assert.ok(checked >= 3, `${struct}: ${checked} members compared`);
     }
   },
 });

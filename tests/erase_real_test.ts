@@ -39,6 +39,25 @@ const CASES: Record<string, Case> = {
     sha256: "57f5bd004965d859f276684d26ab8fa29e1073363e52090ed9370f0915bbeee9",
     eraseinfo: "erase init_uts_ns.name.nodename size 65\nerase saved_command_line size 32\n",
   },
+  // nullify, a char[] in freed init memory (its page is not written: no ERASEINFO line), size SYMBOL.member,
+  // size 1K, a char * string, a module section (skipped).
+  forms: {
+    config: [
+      "# every erase form on plain symbols",
+      "[vmlinux]",
+      "erase saved_command_line nullify",
+      "erase boot_command_line",
+      "erase init_uts_ns.name.domainname size init_task.normal_prio",
+      "erase init_uts_ns.name.machine size 1K",
+      "erase static_command_line",
+      "[qemu_fw_cfg]",
+      "erase fw_cfg_rev",
+      "",
+    ].join("\n"),
+    sha256: "f0359ce71bb9f7860e18e942f6d9b124476a06c5058b1d64e1482d58d1fe625d",
+    eraseinfo: "erase saved_command_line nullify\nerase init_uts_ns.name.domainname size 120\n" +
+      "erase init_uts_ns.name.machine size 1024\nerase static_command_line size 13\n",
+  },
 };
 
 async function sha256(path: string): Promise<string> {
