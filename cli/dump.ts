@@ -173,6 +173,7 @@ async function dumpWithBitmaps(
     const utsname = readUtsname(model.vm, info);
     let mem: PhysicalMemory = core;
     let eraseinfo: Uint8Array | undefined;
+    let eraseNote: Uint8Array = new Uint8Array(0);
     if (req.erase !== undefined) {
       if (req.form === "split") throw new VmsiftError("--config and --erase cannot be used with --split yet");
       const plan = prepareErase(req.erase, model, bitmap2, req.vmcore);
@@ -182,6 +183,7 @@ async function dumpWithBitmaps(
       req.debug?.(`erase: ${plan.erasedBytes} bytes in ${plan.overlays.length} pieces`);
       mem = new ErasingMemory(core, plan.overlays);
       eraseinfo = plan.eraseinfo;
+      eraseNote = plan.elfNote;
     }
     const src: KdumpSource = {
       mem,
@@ -189,7 +191,10 @@ async function dumpWithBitmaps(
       bitmap2,
       maxMapnr,
       pageSize,
-      noteBytes: core.noteSegment.bytes,
+      // -E: the ERASEINFO note follows the input's notes (kdump: ERASEINFO follows the page data instead).
+      noteBytes: req.form === "elf" && eraseNote.length > 0
+        ? concatBytes(core.noteSegment.bytes, eraseNote)
+        : core.noteSegment.bytes,
       vmcoreinfoOffsetInNotes: input.vmcoreinfoOffsetInNotes,
       vmcoreinfoSize: input.vmcoreinfoSize,
       utsname,
@@ -302,4 +307,11 @@ async function writeDump(
     return await writeKdumpParallel(src, { ...opts, codec: opts.codec, threads, workers: req.codecWorkers });
   }
   return await writeKdumpAsync(src, opts);
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

@@ -26,6 +26,12 @@ export interface ErasePlan {
   overlays: EraseOverlay[];
   /** The ERASEINFO text (empty when nothing is erased). */
   eraseinfo: Uint8Array;
+  /**
+   * The ERASEINFO ELF note for -E output (makedumpfile's write_elf_eraseinfo): its size is reckoned before
+   * any page is written, one line per range at its full size (get_size_eraseinfo), and the text written is
+   * padded with zeros to it. Empty when there is no range at all.
+   */
+  elfNote: Uint8Array;
   erasedBytes: number;
 }
 
@@ -70,7 +76,28 @@ export function planErase(
     }
   });
   overlays.sort((a, b) => a.paddr - b.paddr);
-  return { overlays, eraseinfo: new TextEncoder().encode(text), erasedBytes };
+  const eraseinfo = new TextEncoder().encode(text);
+  let reckoned = 0;
+  for (const r of res.ranges) {
+    if (r.info < 0) continue;
+    reckoned += `erase ${res.infos[r.info].expr} ${r.nullify ? "nullify\n" : `size ${r.size}\n`}`.length;
+  }
+  return { overlays, eraseinfo, elfNote: eraseinfoNote(eraseinfo, reckoned), erasedBytes };
+}
+
+/** An ELF note "ERASEINFO" (type 0) of `size` bytes holding `text` (zero-padded); empty for size 0. */
+function eraseinfoNote(text: Uint8Array, size: number): Uint8Array {
+  if (size === 0) return new Uint8Array(0);
+  const name = new TextEncoder().encode("ERASEINFO\0");
+  const pad4 = (n: number) => (n + 3) & ~3;
+  const out = new Uint8Array(12 + pad4(name.length) + pad4(size));
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, name.length, true);
+  dv.setUint32(4, size, true);
+  dv.setUint32(8, 0, true);
+  out.set(name, 12);
+  out.set(text.subarray(0, size), 12 + pad4(name.length));
+  return out;
 }
 
 /** A PhysicalMemory that returns `inner`'s bytes with the overlays applied. */

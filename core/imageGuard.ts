@@ -11,11 +11,10 @@
  * everything else in [_text, _end) is protected. The bounds come from kallsyms (core/kallsyms.ts; VMCOREINFO
  * names its tables since Linux 6.0).
  *
- * Without kallsyms (kernels before 6.0) the kernel's page tables can still say which image pages are live
- * when the kernel ran with page-table isolation (X86_FEATURE_PTI): free_kernel_image_pages() then unmaps the
- * freed parts from the __START_KERNEL_map alias, so the image is the pages still mapped there from _stext
- * on (with the linear offset of phys_base). Without PTI the mapping covers freed memory too; the guard is
- * then off and the caller says so.
+ * Without kallsyms (kernels before 6.0) the image is what the kernel's page tables still map in the
+ * __START_KERNEL_map alias from _stext on (with the linear offset of phys_base; with page-table isolation
+ * free_kernel_image_pages() unmaps the freed parts), keeping only the pages whose struct page is PG_reserved:
+ * a freed page loses the flag, a live image page keeps it (core/memoryModel.ts reservedOnly).
  */
 import type { KernelSymbols } from "./kallsyms.ts";
 import type { VirtualMemory } from "./virtMem.ts";
@@ -128,9 +127,10 @@ export interface MappedImagePiece {
 }
 
 /**
- * Live image pfns from the page tables (kernels without kallsyms): the pieces of the image window mapped
- * at the linear offset. Returns undefined when the mapping has no hole between its first and last mapped
- * page (no PTI: freed parts stay mapped, so the tables cannot tell them from live ones).
+ * Image pfns from the page tables (kernels without kallsyms): the pieces of the image window mapped at the
+ * linear offset. With PTI the freed parts are holes; without it they stay mapped, and the caller keeps only
+ * the pages whose struct page is PG_reserved (core/memoryModel.ts reservedOnly). Undefined when nothing is
+ * mapped at the linear offset.
  */
 export function mappedImagePfns(
   pieces: MappedImagePiece[],
@@ -138,13 +138,12 @@ export function mappedImagePfns(
   pageSize = 4096,
 ): PfnRange[] | undefined {
   const mapped = pieces.filter((p) => p.paddr !== undefined && linearPa(p.vaddr) === p.paddr);
-  if (mapped.length < 2) return undefined;
+  if (mapped.length === 0) return undefined;
   const out: PfnRange[] = [];
   for (const p of mapped) {
     out.push({ startPfn: Math.floor(p.paddr! / pageSize), endPfn: Math.ceil((p.paddr! + p.len) / pageSize) });
   }
-  const merged = mergeRanges(out);
-  return merged.length >= 2 ? merged : undefined;
+  return mergeRanges(out);
 }
 
 function mergeRanges(ranges: PfnRange[]): PfnRange[] {

@@ -4,7 +4,7 @@
  * down to the scan (core/scan.ts), the dmesg reader and the writers.
  */
 import { VmsiftError } from "./errors.ts";
-import { liveImageSections, mappedImagePfns, type PfnRange, sectionPfns } from "./imageGuard.ts";
+import { liveImageSections, mappedImagePfns, mergePfns, type PfnRange, sectionPfns } from "./imageGuard.ts";
 import { kallsymsLocations, readKallsyms } from "./kallsyms.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
@@ -76,11 +76,11 @@ export function buildMemoryModel(
   const kernelImage = opts.kernelImageGuard === false
     ? undefined
     : (kernelImageFromKallsyms(vm, info, pageSize, warnings) ?? kernelImageRange(info, physBase, pageSize) ??
-      kernelImageFromMapping(mem, info, physBase, pageSize));
+      reservedOnly(kernelImageFromMapping(mem, info, physBase, pageSize), vm, info, sparse));
   if (opts.kernelImageGuard !== false && kernelImage === undefined) {
     warnings.push(
-      "kernel image guard off: no kallsyms in VMCOREINFO (kernels before 6.0), and the kernel's mapping of " +
-        "its image does not show which parts it freed (no page-table isolation)",
+      "kernel image guard off: no kallsyms in VMCOREINFO (kernels before 6.0), and no page-table mapping of " +
+        "the image at _stext (or no PG_private to find PG_reserved by)",
     );
   }
   return {
@@ -138,11 +138,11 @@ export function kernelImageFromKallsyms(
 }
 
 /**
- * The kernel image from the kernel's own page tables, for kernels without kallsyms in VMCOREINFO: with
- * page-table isolation, free_kernel_image_pages() unmaps the freed parts of the image from the
- * __START_KERNEL_map alias, so the live image is what is still mapped there, at the linear offset, from
- * _stext to the end of the window (cleanup_highmap() removed every 2 MiB entry past the image). Without
- * holes in that mapping (no PTI) the freed parts cannot be told from live ones: undefined.
+ * The kernel image from the kernel's own page tables, for kernels without kallsyms in VMCOREINFO: the pages
+ * mapped in the __START_KERNEL_map alias at the linear offset, from _stext to the end of the window
+ * (cleanup_highmap() removed every 2 MiB entry past the image; with PTI, free_kernel_image_pages() also
+ * unmapped the freed parts). This still holds freed pages (without PTI all of them); buildMemoryModel keeps
+ * only the PG_reserved ones ({@link reservedOnly}).
  */
 export function kernelImageFromMapping(
   mem: PhysicalMemory,
@@ -174,7 +174,45 @@ export function kernelImageFromMapping(
     endPfn: ranges[ranges.length - 1].endPfn,
     source: `${
       info.symbol("_stext") !== undefined ? "_stext" : "_text"
-    }.. the pages still mapped in the image window`,
+    }.. the pages mapped in the image window`,
+    ranges,
+  };
+}
+
+/**
+ * The page-table image without the pages whose struct page lacks PG_reserved. The kernel frees some image
+ * parts without unmapping them (the SMP lock table, the unused decrypted bss, the brk tail, and the 2 MiB
+ * mapping runs past _end); a freed page loses PG_reserved (free_reserved_area), a live image page keeps it
+ * (memblock-reserved at boot). PG_reserved is the page flag just before PG_private in every kernel since
+ * 2.6 (enum pageflags); VMCOREINFO exports NUMBER(PG_private) only. A struct page that cannot be read keeps
+ * its page in the guard.
+ */
+export function reservedOnly(
+  image: KernelImageRange | undefined,
+  vm: VirtualMemory,
+  info: VmcoreInfo,
+  sparse: SparseMem,
+): KernelImageRange | undefined {
+  const pgPrivate = info.number("PG_private");
+  const pageSize = info.size("page");
+  if (image?.ranges === undefined || pgPrivate === undefined || pageSize === undefined) return image;
+  const bit = Number(pgPrivate) - 1;
+  const flags = new Uint8Array(8);
+  const keep: number[] = [];
+  for (const r of image.ranges) {
+    for (let pfn = r.startPfn; pfn < r.endPfn; pfn++) {
+      const sec = sparse.sections.find((s) => pfn >= s.pfnStart && pfn < s.pfnEnd);
+      const ok = sec !== undefined &&
+        vm.readVirt(sec.memMap + BigInt((pfn - sec.pfnStart) * pageSize), flags);
+      if (!ok || (flags[bit >> 3] & (1 << (bit & 7))) !== 0) keep.push(pfn);
+    }
+  }
+  const ranges = mergePfns(keep);
+  if (ranges.length === 0) return undefined;
+  return {
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `${image.source}, PG_reserved`,
     ranges,
   };
 }

@@ -58,6 +58,29 @@ const CASES: Record<string, Case> = {
     eraseinfo: "erase saved_command_line nullify\nerase init_uts_ns.name.domainname size 120\n" +
       "erase init_uts_ns.name.machine size 1024\nerase static_command_line size 13\n",
   },
+  // The three loop forms: a list_head list within StructName:member (the 63 tasks after init_task), a
+  // struct list via a next member (init_task is its own real_parent: one element), an array of structs.
+  loops: {
+    config: [
+      "[vmlinux]",
+      "# list_head list within StructName:member",
+      "for t in init_task.tasks within task_struct:tasks",
+      "\terase t.comm",
+      "endfor",
+      "# struct list via a next member",
+      "for p in init_task.real_parent via real_parent",
+      "  erase p.comm size 8",
+      "endfor",
+      "# array of structs",
+      "for l in init_task.pid_links",
+      "  erase l.next nullify",
+      "endfor",
+      "",
+    ].join("\n"),
+    sha256: "d279f2f13bcb1d641ea2c3b61cc87442e0938e5808fd3c994efc9ddcb4696893",
+    eraseinfo: "erase t.comm size 16\n".repeat(63) + "erase p.comm size 8\n" +
+      "erase l.next nullify\n".repeat(4),
+  },
 };
 
 async function sha256(path: string): Promise<string> {

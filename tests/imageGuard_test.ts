@@ -75,7 +75,7 @@ Deno.test("image guard: missing bounds", () => {
   assert.deepEqual(arm.map((x) => [x.start - K, x.end - K]), [[0n, 0x40000n], [0x60000n, 0x80000n]]);
 });
 
-Deno.test("image guard: page tables (no kallsyms) need holes in the image mapping", () => {
+Deno.test("image guard: page tables (no kallsyms): the pieces mapped at the linear offset", () => {
   const lin = (v: bigint) => Number(v - K) + 0x1000000;
   const piece = (off: number, len: number, mapped = true) => ({
     vaddr: K + BigInt(off),
@@ -87,11 +87,14 @@ Deno.test("image guard: page tables (no kallsyms) need holes in the image mappin
     mappedImagePfns([piece(0, 0x200000), piece(0x200000, 0x3000, false), piece(0x203000, 0x1000)], lin),
     [{ startPfn: 0x1000, endPfn: 0x1200 }, { startPfn: 0x1203, endPfn: 0x1204 }],
   );
-  // No PTI: one mapped run, the freed parts cannot be told apart.
-  assert.equal(mappedImagePfns([piece(0, 0x3600000), piece(0x3600000, 0x4a00000, false)], lin), undefined);
+  // No PTI: one mapped run (freed parts included; buildMemoryModel then keeps the PG_reserved pages).
+  assert.deepEqual(mappedImagePfns([piece(0, 0x3600000), piece(0x3600000, 0x4a00000, false)], lin), [
+    { startPfn: 0x1000, endPfn: 0x4600 },
+  ]);
   // A piece mapped elsewhere than the linear offset is not the image.
   const other = { vaddr: K + 0x300000n, len: 0x1000, paddr: 0x5000 };
-  assert.equal(mappedImagePfns([piece(0, 0x200000), other], lin), undefined);
+  assert.deepEqual(mappedImagePfns([piece(0, 0x200000), other], lin), [{ startPfn: 0x1000, endPfn: 0x1200 }]);
+  assert.equal(mappedImagePfns([other], lin), undefined);
 });
 
 /** vmsift `-c -d 31 --codec-engine libz` (guard on, the default) against makedumpfile's size. */
