@@ -27,6 +27,14 @@ export { type ElfNote, NT_PRSTATUS, parseNotes } from "./formats/elfNotes.ts";
 export { formatVtop, X86Translator } from "./core/pageTable.ts";
 /** The memory model: translator, sparse sections, max_mapnr, page-type scheme, kernel image range. */
 export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
+/** The kernel's symbols (kallsyms) and types (BTF) from the dump itself (docs/symbols.md). */
+export { type KallsymsEncoding, type KernelSymbols, readKallsyms } from "./core/kallsyms.ts";
+export { Btf, type BtfField, readKernelBtf } from "./core/btf.ts";
+/** Erasing data as makedumpfile's --config does (docs/symbols.md). */
+export { type FilterConfig, parseFilterConfig } from "./core/filterConfig.ts";
+export { type ErasePlan, ErasingMemory, planErase } from "./core/eraseApply.ts";
+export { resolveErase } from "./core/eraseResolve.ts";
+export { BtfKernelTypes, type KernelTypes } from "./core/kernelTypes.ts";
 /** The single struct-page scan that excludes pages by dump level. */
 export { excludeUnnecessaryPages, type ExclusionCounts, type ScanResult } from "./core/scan.ts";
 /** Marking present pages (bitmap 1) from the PT_LOAD segments. */

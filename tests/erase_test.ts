@@ -259,7 +259,15 @@ Deno.test("erase: applied page by page; a range starting on a page not written i
     { paddr: 4 * PAGE, len: 5000 - (PAGE - 100), byte: 0x58 },
   ]);
   assert.equal(new TextDecoder().decode(all.eraseinfo), "erase big size 5000\n");
+  // The -E note: "ERASEINFO\0" (namesz 10), type 0, descsz reckoned before writing (the full 5000).
+  const note = new DataView(all.elfNote.buffer);
+  assert.deepEqual([note.getUint32(0, true), note.getUint32(4, true), note.getUint32(8, true)], [10, 20, 0]);
+  assert.equal(new TextDecoder().decode(all.elfNote.subarray(12, 22)), "ERASEINFO\0");
+  assert.equal(new TextDecoder().decode(all.elfNote.subarray(24, 44)), "erase big size 5000\n");
+  assert.equal(all.elfNote.length, 44);
   const tailOnly = planErase(res, (pfn) => pfn !== 3, PAGE);
+  // Nothing applied: the note keeps its reckoned size, zero-filled (makedumpfile's write_cache_zero).
+  assert.deepEqual([...tailOnly.elfNote.subarray(24, 44)], new Array(20).fill(0));
   assert.equal(tailOnly.overlays.length, 0);
   assert.equal(tailOnly.eraseinfo.length, 0);
   const headOnly = planErase(res, (pfn) => pfn !== 4, PAGE);
