@@ -23,6 +23,11 @@ import { hex, VmsiftError } from "./errors.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
+/** Longest expanded name accepted (KSYM_NAME_LEN is 512 since 6.1, 128 before; plus the type). */
+const KSYM_NAME_MAX = 1024;
+/** All names together, at most (real kernels: a few MB). */
+const NAMES_MAX = 256 << 20;
+
 /** How kallsyms stores symbol addresses (see the module comment). */
 export type KallsymsEncoding = "absolute" | "base-relative" | "absolute-percpu" | "place-relative";
 
@@ -128,7 +133,7 @@ export function readKallsyms(vm: VirtualMemory, info: VmcoreInfo, opts: Kallsyms
   const stext = info.symbol("_stext");
   const expected = vmcoreinfoSymbols(info);
   const numSyms = reader.u32(loc.numSyms);
-  if (numSyms === 0 || numSyms > 10_000_000) {
+  if (numSyms === 0 || numSyms > 4_000_000) {
     throw new VmsiftError(`kallsyms_num_syms is ${numSyms}: not a symbol table`, {
       file,
       address: loc.numSyms,
@@ -299,8 +304,14 @@ function readNames(
     let len = stream.at(pos++);
     if (longNames && (len & 0x80) !== 0) len = (len & 0x7f) | (stream.at(pos++) << 7);
     if (len === 0) throw new VmsiftError(`kallsyms name ${i} is empty`, { address: base + BigInt(pos) });
+    const nameStart = o;
     for (let j = 0; j < len; j++) {
       const t = tokens[stream.at(pos++)];
+      if (o - nameStart + t.length > KSYM_NAME_MAX || o + t.length > NAMES_MAX) {
+        throw new VmsiftError(`kallsyms name ${i} is longer than any kernel symbol: not a symbol table`, {
+          address: base + BigInt(pos),
+        });
+      }
       if (o + t.length + 1 > out.length) {
         const bigger = new Uint8Array(out.length * 2);
         bigger.set(out);
