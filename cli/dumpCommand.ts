@@ -116,6 +116,11 @@ async function dumpCommand(
   // Bitmap files go beside the dump (seed proposition 2); with -F there is no dump file: --work-dir.
   const bitmapDir = opts.workDir ?? (opts.flat ? undefined : directoryOf(outputs[0]));
   const bitmapBudget = (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024;
+  const erase = eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets);
+  if (erase !== undefined && opts.flat) {
+    // ERASEINFO's place is known only after the pages, and a flattened stream cannot rewrite its sub header.
+    throw new VmsiftError("--config, --erase and --erase-secrets cannot be used with -F yet", { file: vmcore });
+  }
   const common = {
     dumpLevel: opts.dumpLevels[0],
     vmcoreinfoFile: opts.vmcoreinfoFile,
@@ -128,7 +133,7 @@ async function dumpCommand(
     imageGuard: opts.imageGuard,
     excludeVmemmap: opts.excludeVmemmap,
     splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
-    erase: eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets),
+    erase,
   };
   let result: CommandResult;
   const format = sniffDumpFormat(vmcore);

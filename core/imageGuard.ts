@@ -19,6 +19,30 @@
 import type { KernelSymbols } from "./kallsyms.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 
+/** Every symbol {@link liveImageSections} looks up (so kallsyms can decode only these). */
+export const GUARD_SYMBOLS = [
+  "_text",
+  "_stext",
+  "_etext",
+  "_end",
+  "__init_begin",
+  "__init_end",
+  "__start_rodata",
+  "__end_rodata",
+  "_sdata",
+  "__smp_locks",
+  "__smp_locks_end",
+  "__start_bss_decrypted_unused",
+  "__end_bss_decrypted",
+  "_brk_end",
+  "__brk_base",
+  "__brk_limit",
+  "__nosave_begin",
+  "__nosave_end",
+  "__bss_start",
+  "__bss_stop",
+];
+
 /** A pfn range [startPfn, endPfn). */
 export interface PfnRange {
   startPfn: number;

@@ -112,6 +112,12 @@ export function missingKallsymsKeys(info: VmcoreInfo): string[] {
 export interface KallsymsOptions {
   /** For messages (the dump's file name). */
   source?: string;
+  /**
+   * Keep only these names (plus those needed to check the table: _stext and the SYMBOL()s of VMCOREINFO):
+   * no string is made for the others, which is much cheaper when a few symbols are wanted. `names`,
+   * `types` and `addresses` then hold only the kept symbols, in table order.
+   */
+  only?: string[];
 }
 
 /**
@@ -143,18 +149,21 @@ export function readKallsyms(vm: VirtualMemory, info: VmcoreInfo, opts: Kallsyms
   const release = /^(\d+)\.(\d+)/.exec(info.osrelease ?? "");
   const newer = release !== null &&
     (Number(release[1]) > 6 || (release[1] === "6" && Number(release[2]) >= 1));
+  const want = opts.only === undefined ? undefined : new Set([...opts.only, "_stext", ...expected.keys()]);
   let lastError = "";
   for (const longNames of newer ? [true, false] : [false, true]) {
-    let decoded: { names: string[]; types: string[] };
+    let decoded: Decoded;
     try {
-      decoded = readNames(reader, loc.names, numSyms, tokens, longNames);
+      decoded = readNames(reader, loc.names, numSyms, tokens, longNames, want);
     } catch (e) {
       if (!(e instanceof VmsiftError)) throw e;
       lastError = e.message;
       continue;
     }
     const index = new NameIndex(decoded.names);
-    for (const [encoding, addressOf] of addressCandidates(reader, loc, numSyms)) {
+    for (const [encoding, addressOfIndex] of addressCandidates(reader, loc, numSyms)) {
+      const kept = decoded.indexes;
+      const addressOf: AddressOf = kept === undefined ? addressOfIndex : (k) => addressOfIndex(kept[k]);
       const trial = finish(decoded, index, addressOf, encoding, longNames, false);
       if (stext !== undefined && trial.lookup("_stext") !== stext) continue;
       const checks = checkSymbols(trial, expected, reader, addressOf);
@@ -235,8 +244,15 @@ class NameIndex {
   }
 }
 
+/** Decoded names: all, or (indexes defined) only the wanted ones with their table indexes. */
+interface Decoded {
+  names: string[];
+  types: string[];
+  indexes?: number[];
+}
+
 function finish(
-  decoded: { names: string[]; types: string[] },
+  decoded: Decoded,
   index: NameIndex,
   addressOf: AddressOf,
   encoding: KallsymsEncoding,
@@ -293,7 +309,9 @@ function readNames(
   numSyms: number,
   tokens: Uint8Array[],
   longNames: boolean,
-): { names: string[]; types: string[] } {
+  want?: Set<string>,
+): Decoded {
+  if (want !== undefined) return readSomeNames(reader, base, numSyms, tokens, longNames, want);
   const stream = new ByteStream(reader, base);
   // Expand every name into one byte buffer, "\n"-separated, then decode it once (strings built by
   // concatenation are ropes, slow to hash later).
@@ -317,8 +335,7 @@ function readNames(
         bigger.set(out);
         out = bigger;
       }
-      out.set(t, o);
-      o += t.length;
+      for (let q = 0; q < t.length; q++) out[o++] = t[q]; // tokens are short: a loop beats set()
     }
     out[o++] = 10;
   }
@@ -330,6 +347,61 @@ function readNames(
     names[i] = all[i].slice(1);
   }
   return { names, types };
+}
+
+/** readNames keeping only the names in `want` (no string made for the others). */
+function readSomeNames(
+  reader: VirtReader,
+  base: bigint,
+  numSyms: number,
+  tokens: Uint8Array[],
+  longNames: boolean,
+  want: Set<string>,
+): Decoded {
+  // Tokens as one flat table; wanted names as bytes, by length.
+  const tokOff = new Int32Array(257);
+  tokens.forEach((t, i) => (tokOff[i + 1] = tokOff[i] + t.length));
+  const tokFlat = new Uint8Array(tokOff[256]);
+  tokens.forEach((t, i) => tokFlat.set(t, tokOff[i]));
+  const byLen = new Map<number, [string, Uint8Array][]>();
+  for (const n of want) {
+    const b = new TextEncoder().encode(n);
+    const l = byLen.get(b.length);
+    if (l) l.push([n, b]);
+    else byLen.set(b.length, [[n, b]]);
+  }
+  const stream = new ByteStream(reader, base);
+  const buf = new Uint8Array(KSYM_NAME_MAX + 256);
+  const out: Decoded = { names: [], types: [], indexes: [] };
+  let pos = 0;
+  for (let i = 0; i < numSyms; i++) {
+    let len = stream.at(pos++);
+    if (longNames && (len & 0x80) !== 0) len = (len & 0x7f) | (stream.at(pos++) << 7);
+    if (len === 0) throw new VmsiftError(`kallsyms name ${i} is empty`, { address: base + BigInt(pos) });
+    let o = 0;
+    for (let j = 0; j < len; j++) {
+      const tk = stream.at(pos++);
+      const e = tokOff[tk + 1];
+      for (let q = tokOff[tk]; q < e; q++) buf[o++] = tokFlat[q];
+      if (o > KSYM_NAME_MAX) {
+        throw new VmsiftError(`kallsyms name ${i} is longer than any kernel symbol: not a symbol table`, {
+          address: base + BigInt(pos),
+        });
+      }
+    }
+    const cands = byLen.get(o - 1);
+    if (cands === undefined) continue;
+    for (const [name, b] of cands) {
+      let k = 0;
+      while (k < b.length && buf[k + 1] === b[k]) k++;
+      if (k < b.length) continue;
+      out.names.push(name);
+      out.types.push(String.fromCharCode(buf[0]));
+      out.indexes!.push(i);
+      break;
+    }
+  }
+  return out;
 }
 
 /** One way to read the address of symbol i. */

@@ -4,7 +4,14 @@
  * down to the scan (core/scan.ts), the dmesg reader and the writers.
  */
 import { VmsiftError } from "./errors.ts";
-import { liveImageSections, mappedImagePfns, mergePfns, type PfnRange, sectionPfns } from "./imageGuard.ts";
+import {
+  GUARD_SYMBOLS,
+  liveImageSections,
+  mappedImagePfns,
+  mergePfns,
+  type PfnRange,
+  sectionPfns,
+} from "./imageGuard.ts";
 import { kallsymsLocations, readKallsyms } from "./kallsyms.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
@@ -112,7 +119,7 @@ export function kernelImageFromKallsyms(
   if (kallsymsLocations(info) === undefined) return undefined;
   let sections;
   try {
-    sections = liveImageSections(readKallsyms(vm, info), (v) => {
+    sections = liveImageSections(readKallsyms(vm, info, { only: GUARD_SYMBOLS }), (v) => {
       const b = new Uint8Array(8);
       return vm.readVirt(v, b) ? new DataView(b.buffer).getBigUint64(0, true) : undefined;
     });
@@ -197,14 +204,19 @@ export function reservedOnly(
   const pageSize = info.size("page");
   if (image?.ranges === undefined || pgPrivate === undefined || pageSize === undefined) return image;
   const bit = Number(pgPrivate) - 1;
-  const flags = new Uint8Array(8);
+  const CHUNK = 512; // struct pages read at once
+  const buf = new Uint8Array(CHUNK * pageSize);
   const keep: number[] = [];
   for (const r of image.ranges) {
-    for (let pfn = r.startPfn; pfn < r.endPfn; pfn++) {
+    for (let pfn = r.startPfn; pfn < r.endPfn;) {
       const sec = sparse.sections.find((s) => pfn >= s.pfnStart && pfn < s.pfnEnd);
-      const ok = sec !== undefined &&
-        vm.readVirt(sec.memMap + BigInt((pfn - sec.pfnStart) * pageSize), flags);
-      if (!ok || (flags[bit >> 3] & (1 << (bit & 7))) !== 0) keep.push(pfn);
+      const n = Math.min(CHUNK, r.endPfn - pfn, sec === undefined ? CHUNK : sec.pfnEnd - pfn);
+      const view = buf.subarray(0, n * pageSize);
+      const ok = sec !== undefined && vm.readVirt(sec.memMap + BigInt((pfn - sec.pfnStart) * pageSize), view);
+      for (let i = 0; i < n; i++) {
+        if (!ok || (view[i * pageSize + (bit >> 3)] & (1 << (bit & 7))) !== 0) keep.push(pfn + i);
+      }
+      pfn += n;
     }
   }
   const ranges = mergePfns(keep);

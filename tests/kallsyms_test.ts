@@ -72,6 +72,14 @@ function roundTrip(
     assert.equal(k.addresses[i], syms[i].address, `address of ${syms[i].name}`);
   }
   assert.equal(k.lookup("init_uts_ns"), TEXT + 0x1000000n);
+  // Decoding only some names: the same answers for them, nothing else kept.
+  const some = readKallsyms(new BlobVm(at, blob.bytes), info, { only: ["sym_7_abcdefg", "sym_12_abcd"] });
+  assert.equal(some.encoding, encoding);
+  assert.deepEqual(
+    some.names.filter((n) => n.startsWith("sym_")),
+    ["sym_7_abcdefg", "sym_12_abcd"].filter((n) => k.names.includes(n)),
+  );
+  for (const n of [...some.names, "init_uts_ns", "_stext"]) assert.equal(some.lookup(n), k.lookup(n), n);
   assert.deepEqual(k.checks.map((c) => `${c.name}:${c.verdict}`).filter((s) => !s.startsWith("kallsyms_")), [
     "_stext:equal",
     "init_uts_ns:equal",
