@@ -119,7 +119,9 @@ async function dumpCommand(
   const erase = eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets);
   if (erase !== undefined && opts.flat) {
     // ERASEINFO's place is known only after the pages, and a flattened stream cannot rewrite its sub header.
-    throw new VmsiftError("--config, --erase and --erase-secrets cannot be used with -F yet", { file: vmcore });
+    throw new VmsiftError("--config, --erase and --erase-secrets cannot be used with -F yet", {
+      file: vmcore,
+    });
   }
   const common = {
     dumpLevel: opts.dumpLevels[0],
