@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { KdumpFile } from "../formats/kdump/reader.ts";
+import { ElfCore } from "../formats/elfCore.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { haveProgram, runVmsift, tempDirTests } from "./support/run.ts";
 
@@ -220,5 +221,46 @@ t(
     const text = new TextDecoder().decode(r.stdout);
     assert.match(text, /= "X{65}"\n/); // init_uts_ns.name.nodename
     assert.match(text, /"X{32} init_on_free=1"/); // the first 32 bytes of the command line
+  },
+);
+
+t(
+  "erase real: -E writes the ERASEINFO note as makedumpfile 1.7.2 does, and the erased bytes",
+  !haveReal(),
+  async () => {
+    const dir = newDir("elf");
+    const conf = `${dir}/plain.conf`;
+    Deno.writeTextFileSync(conf, CASES.plain.config);
+    const out = `${dir}/plain.elf`;
+    const r = await runVmsift([
+      "-E",
+      "-d",
+      "31",
+      "--message-level",
+      "4",
+      "--config",
+      conf,
+      await realVmcore(),
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const core = ElfCore.open(out);
+    try {
+      // makedumpfile's -E file (same config): PT_NOTE p_filesz 5036 (the input's 4936 + 12 + 12 + 76), p_memsz
+      // unchanged, the note "ERASEINFO" of type 0 holding the same text as the kdump ERASEINFO.
+      const notes = core.noteSegment.bytes;
+      assert.equal(notes.length, 5036);
+      const tail = notes.subarray(4936);
+      const dv = new DataView(tail.buffer, tail.byteOffset, tail.length);
+      assert.deepEqual([dv.getUint32(0, true), dv.getUint32(4, true), dv.getUint32(8, true)], [10, 73, 0]);
+      assert.equal(new TextDecoder().decode(tail.subarray(12, 22)), "ERASEINFO\0");
+      assert.equal(new TextDecoder().decode(tail.subarray(24, 24 + 73)), CASES.plain.eraseinfo);
+      // init_uts_ns.name.nodename (physical 0x2bfb000 + 65) reads as 65 Xs.
+      const b = new Uint8Array(65);
+      assert.ok(core.readPhys(0x2bfb000 + 65, b));
+      assert.equal(new TextDecoder().decode(b), "X".repeat(65));
+    } finally {
+      core.close();
+    }
   },
 );
