@@ -1,18 +1,19 @@
 /**
- * `vmsift symbols VMCORE [NAME]`: the kernel's symbol table decoded from the dump's kallsyms (core/kallsyms.ts),
+ * `vmsift symbols VMCORE [NAME]`: the kernel's symbol table decoded from the dump's kallsyms (core/kallsyms.ts;
+ * any input: an ELF vmcore, a kdump-compressed or flattened file),
  * printed as /proc/kallsyms prints it (`ADDRESS TYPE NAME`), one symbol or all of them.
  */
 import { VmsiftError } from "../core/errors.ts";
 import { readKallsyms } from "../core/kallsyms.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
-import { openDumpInput } from "./input.ts";
+import { openInput } from "../dump/input.ts";
 import type { CliOptions } from "./options.ts";
 
 /** Print one symbol (every symbol of that name) or all; exit 1 with one line when NAME is not there. */
 export function runSymbolsCommand(vmcore: string, name: string | undefined, opts: CliOptions): number {
-  const input = openDumpInput(vmcore, opts.vmcoreinfoFile);
+  const input = openInput(vmcore, { vmcoreinfoFile: opts.vmcoreinfoFile });
   try {
-    const model = buildMemoryModel(input.core, input.info, { kernelImageGuard: false });
+    const model = buildMemoryModel(input.mem, input.info, { kernelImageGuard: false });
     const syms = readKallsyms(model.vm, input.info, { source: vmcore });
     const indexes = name === undefined ? syms.names.map((_, i) => i) : syms.indexesOf(name);
     if (indexes.length === 0) {
@@ -40,6 +41,6 @@ export function runSymbolsCommand(vmcore: string, name: string | undefined, opts
     }
     return 0;
   } finally {
-    input.core.close();
+    input.close();
   }
 }

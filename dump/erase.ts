@@ -83,11 +83,12 @@ export function kernelTypesFor(req: EraseRequest, model: MemoryModel, dumpLabel:
   return new BtfKernelTypes(readKernelBtf(model.vm, lookup, dumpLabel), lookup);
 }
 
-/** Resolve and plan the erasing for the pages in bitmap 2. */
+/** Resolve and plan the erasing for the pages in bitmap 2 (below max_mapnr). */
 export function prepareErase(
   req: EraseRequest,
   model: MemoryModel,
   bitmap2: PfnBitmap,
+  maxMapnr: number,
   dumpLabel: string,
 ): ErasePlan {
   const types = kernelTypesFor(req, model, dumpLabel);
@@ -98,5 +99,5 @@ export function prepareErase(
     req.skipped.push(...rules.skipped.map((s) => `built-in rule ${s}`));
   }
   const res = resolveErase(commands, types, model.vm, req.source);
-  return planErase(res, (pfn) => pfn < model.maxMapnr && bitmap2.get(pfn), model.pageSize);
+  return planErase(res, (pfn) => pfn < maxMapnr && bitmap2.get(pfn), model.pageSize);
 }
