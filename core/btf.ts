@@ -35,19 +35,27 @@ export const BTF_KIND = {
 
 /** One type. `data` is the offset of its kind-specific data in the type section. */
 export interface BtfType {
+  /** Type id (1-based; 0 is void). */
   id: number;
+  /** BTF_KIND value. */
   kind: number;
+  /** Name ("" when anonymous). */
   name: string;
+  /** Number of members, enumerators or parameters. */
   vlen: number;
+  /** kind_flag (struct/union: bitfield member offsets). */
   kindFlag: boolean;
   /** size (INT, STRUCT, UNION, ENUM, DATASEC, FLOAT) or referenced type id (PTR, TYPEDEF, ...). */
   sizeOrType: number;
+  /** Offset of the kind-specific data after the 12-byte btf_type. */
   data: number;
 }
 
 /** A struct/union member. */
 export interface BtfMember {
+  /** Member name ("" for an anonymous struct/union). */
   name: string;
+  /** Member type id. */
   type: number;
   /** Offset from the start of the struct, in bits. */
   bitOffset: number;
@@ -61,6 +69,7 @@ export interface BtfField {
   offset: number;
   /** Bit offset (offset * 8 + bits within, for bitfields). */
   bitOffset: number;
+  /** Bitfield width in bits, 0 when not a bitfield. */
   bitfieldSize: number;
   /** The member's type id (unresolved: may be a typedef). */
   type: number;
@@ -72,6 +81,7 @@ const HEADER_MAGIC = 0xeb9f;
 
 /** Parsed BTF. */
 export class Btf {
+  /** Every type, indexed by id (0 is void). */
   readonly types: BtfType[] = [];
   readonly #dv: DataView;
   readonly #typeBase: number;
@@ -79,6 +89,7 @@ export class Btf {
   readonly #strLen: number;
   readonly #bytes: Uint8Array;
   readonly #byName = new Map<string, number[]>();
+  /** Where the bytes came from, for messages. */
   readonly source: string;
 
   private constructor(bytes: Uint8Array, source: string) {
@@ -146,6 +157,7 @@ export class Btf {
     return String.fromCharCode(...this.#bytes.subarray(this.#strBase + off, e));
   }
 
+  /** The type with this id; throws for an id that does not exist. */
   type(id: number): BtfType {
     const t = this.types[id];
     if (t === undefined) throw new VmsiftError(`BTF type ${id} does not exist`, { file: this.source });
@@ -387,8 +399,9 @@ function extraSize(t: BtfType, source: string, at: number): number {
   }
 }
 
-/** Something that reads kernel virtual memory. */
-interface VirtReader {
+/** Something that reads kernel virtual memory (core/virtMem.ts VirtualMemory is one). */
+export interface VirtReader {
+  /** Read [vaddr, vaddr + out.length); false when any of it is unmapped. */
   readVirt(vaddr: bigint, out: Uint8Array): boolean;
 }
 

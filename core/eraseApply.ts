@@ -15,7 +15,9 @@ import type { EraseResolution } from "./eraseResolve.ts";
 
 /** Bytes to overwrite. */
 export interface EraseOverlay {
+  /** Physical address of the first byte. */
   paddr: number;
+  /** Bytes. */
   len: number;
   /** 0x58 ('X'), or 0 for nullify. */
   byte: number;
@@ -23,6 +25,7 @@ export interface EraseOverlay {
 
 /** What erasing will do to this dump. */
 export interface ErasePlan {
+  /** The bytes to overwrite, sorted by address. */
   overlays: EraseOverlay[];
   /** The ERASEINFO text (empty when nothing is erased). */
   eraseinfo: Uint8Array;
@@ -32,6 +35,7 @@ export interface ErasePlan {
    * padded with zeros to it. Empty when there is no range at all.
    */
   elfNote: Uint8Array;
+  /** Bytes overwritten in all. */
   erasedBytes: number;
 }
 
@@ -104,6 +108,7 @@ function eraseinfoNote(text: Uint8Array, size: number): Uint8Array {
 export class ErasingMemory implements PhysicalMemory {
   readonly #inner: PhysicalMemory;
   readonly #overlays: EraseOverlay[];
+  /** `inner` read with `overlays` laid over it. */
   constructor(inner: PhysicalMemory, overlays: EraseOverlay[]) {
     this.#inner = inner;
     this.#overlays = [...overlays].sort((a, b) => a.paddr - b.paddr);

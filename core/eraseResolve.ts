@@ -30,9 +30,13 @@ const STRLEN_MAX = 1024;
 
 /** One range to erase (makedumpfile's filter_info). */
 export interface FilterRange {
+  /** Kernel virtual address of the first byte. */
   vaddr: bigint;
+  /** Its physical address. */
   paddr: number;
+  /** Bytes to erase. */
   size: number;
+  /** Zero the bytes (a pointer) instead of writing 'X'. */
   nullify: boolean;
   /** Index into EraseResolution.infos, -1 when merged into another range at the same address. */
   info: number;
@@ -42,13 +46,17 @@ export interface FilterRange {
 
 /** One erase command's ERASEINFO record (makedumpfile's erase_info). */
 export interface EraseInfo {
+  /** The symbol expression as written. */
   expr: string;
+  /** Ranges made for it (one per loop iteration). */
   numSizes: number;
 }
 
 /** All ranges, sorted by paddr, and the records they refer to. */
 export interface EraseResolution {
+  /** Ranges to erase, sorted by physical address. */
   ranges: FilterRange[];
+  /** ERASEINFO records, in the order the commands were resolved. */
   infos: EraseInfo[];
 }
 

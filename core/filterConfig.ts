@@ -15,9 +15,11 @@ import { VmsiftError } from "./errors.ts";
 
 /** One erase statement as written. */
 export interface EraseStatement {
+  /** Line in the file (0 for --erase). */
   line: number;
   /** The symbol expression, as written (ERASEINFO repeats it). */
   expr: string;
+  /** `nullify`: zero the pointer itself. */
   nullify: boolean;
   /** The token after `size`, as written (a number with K/M, or a symbol expression). */
   size?: string;
@@ -25,8 +27,11 @@ export interface EraseStatement {
 
 /** An erase command or a loop of them. */
 export interface FilterCommand {
+  /** Line of the command's first token. */
   line: number;
+  /** The erase statements (one, or the loop body). */
   erases: EraseStatement[];
+  /** For a `for ... endfor` loop: the iteration variable and what it walks. */
   loop?: {
     variable: string;
     list: string;
@@ -38,6 +43,7 @@ export interface FilterCommand {
 
 /** The parsed file. */
 export interface FilterConfig {
+  /** The commands, in file order. */
   commands: FilterCommand[];
   /** Module sections skipped (name and line). */
   skippedSections: { name: string; line: number }[];

@@ -45,7 +45,9 @@ export const GUARD_SYMBOLS = [
 
 /** A pfn range [startPfn, endPfn). */
 export interface PfnRange {
+  /** First pfn. */
   startPfn: number;
+  /** Exclusive end. */
   endPfn: number;
 }
 

@@ -44,6 +44,7 @@ export interface KallsymsLocations {
 
 /** One symbol-address check against VMCOREINFO. */
 export interface SymbolCheck {
+  /** The symbol name. */
   name: string;
   /** SYMBOL(name) in VMCOREINFO. */
   expected: bigint;
@@ -64,6 +65,7 @@ export interface KernelSymbols {
   types: string[];
   /** Address per symbol. */
   addresses: bigint[];
+  /** The address encoding found (see the module comment). */
   encoding: KallsymsEncoding;
   /** Whether token counts of 128 and more take two bytes. */
   longNames: boolean;

@@ -22,6 +22,7 @@ export const TYPE_LIST_HEAD = 0x10;
 export interface TypeInfo {
   /** Name of the innermost type ("char", "uts_namespace", "void"); undefined for an anonymous one. */
   name: string | undefined;
+  /** TYPE_* flags of what the type chain crossed. */
   flags: number;
   /** Size of the innermost type in bytes. */
   size: number;
@@ -37,7 +38,9 @@ export interface KernelTypes {
   symbolType(name: string): TypeInfo | undefined;
   /** Byte offset of a member (through anonymous members); undefined when the struct or member is absent. */
   memberOffset(struct: string, member: string): number | undefined;
+  /** The type of a member (through anonymous members); undefined when absent. */
   memberType(struct: string, member: string): TypeInfo | undefined;
+  /** Size of a struct or union; undefined when absent. */
   structSize(struct: string): number | undefined;
   /** What is missing, for messages (e.g. "BTF has no variable types"). */
   describeSymbolTypes(): string;
@@ -66,15 +69,18 @@ type TypeRef = { btf: number } | { ptr: TypeRef } | { array: TypeRef; n: number 
 export class BtfKernelTypes implements KernelTypes {
   readonly #btf: Btf;
   readonly #lookup: (name: string) => bigint | undefined;
+  /** Types from `btf`, symbol addresses from `lookup` (kallsyms or a vmlinux symtab). */
   constructor(btf: Btf, lookup: (name: string) => bigint | undefined) {
     this.#btf = btf;
     this.#lookup = lookup;
   }
 
+  /** The run-time address of a symbol. */
   symbolAddress(name: string): bigint | undefined {
     return this.#lookup(name);
   }
 
+  /** The type of a global variable: a BTF VAR, else KNOWN_SYMBOL_TYPES; undefined when unknown. */
   symbolType(name: string): TypeInfo | undefined {
     const v = this.#btf.variableType(name);
     if (v !== undefined) return this.#info({ btf: v });
@@ -84,22 +90,26 @@ export class BtfKernelTypes implements KernelTypes {
     return ref === undefined ? undefined : this.#info(ref);
   }
 
+  /** Byte offset of a member (through anonymous members); undefined when absent. */
   memberOffset(struct: string, member: string): number | undefined {
     const id = this.#btf.findAggregate(struct);
     return id === undefined ? undefined : this.#btf.member(id, member)?.offset;
   }
 
+  /** The type of a member (through anonymous members); undefined when absent. */
   memberType(struct: string, member: string): TypeInfo | undefined {
     const id = this.#btf.findAggregate(struct);
     const m = id === undefined ? undefined : this.#btf.member(id, member);
     return m === undefined ? undefined : this.#info({ btf: m.type });
   }
 
+  /** Size of a struct or union; undefined when absent. */
   structSize(struct: string): number | undefined {
     const id = this.#btf.findAggregate(struct);
     return id === undefined ? undefined : this.#btf.sizeOf(id);
   }
 
+  /** Why a symbol's type may be unknown, for messages. */
   describeSymbolTypes(): string {
     return `the kernel's BTF has no variable entry for it, and vmsift knows the types of only ${
       Object.keys(KNOWN_SYMBOL_TYPES).join(", ")

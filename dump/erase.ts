@@ -18,6 +18,7 @@ import { readElfSection, readElfSymbols } from "../formats/elfSymbols.ts";
 
 /** What the user asked to erase. */
 export interface EraseRequest {
+  /** The filter commands (config file, then --erase). */
   commands: FilterCommand[];
   /** The --config file, or "--erase", for messages. */
   source: string;
