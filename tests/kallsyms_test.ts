@@ -310,3 +310,31 @@ Deno.test("kallsyms + BTF: the synthetic generator's tables read back as its man
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test(
+  { name: "vmsift symbols: one name, all, JSON, a kdump input, errors", ignore: !haveReal() },
+  async () => {
+    const { runVmsift } = await import("./support/run.ts");
+    const { unpackReal } = await import("./support/fixture.ts");
+    const vmcore = await realVmcore();
+    let r = await runVmsift(["symbols", vmcore, "init_uts_ns"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "ffffffff9effb000 D init_uts_ns\n");
+    r = await runVmsift(["symbols", await unpackReal("makedumpfile-c-d31.kdump"), "init_uts_ns"]);
+    assert.equal(r.stdout, "ffffffff9effb000 D init_uts_ns\n"); // makedumpfile's -c -d 31 file keeps kallsyms
+    r = await runVmsift(["symbols", "--json", vmcore, "_stext"]);
+    assert.deepEqual(JSON.parse(r.stdout), {
+      encoding: "absolute-percpu",
+      count: 94266,
+      symbols: [{ name: "_stext", type: "T", address: "0xffffffff9d400000" }],
+    });
+    r = await runVmsift(["symbols", vmcore]);
+    assert.equal(r.stdout.split("\n").length - 1, 94266);
+    r = await runVmsift(["symbols", vmcore, "no_such_symbol"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no symbol 'no_such_symbol' in the kernel's kallsyms/);
+    r = await runVmsift(["symbols"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /usage: vmsift symbols/);
+  },
+);
