@@ -9,6 +9,7 @@ import { runDumpCommand } from "./cli/dumpCommand.ts";
 import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts";
 import { prepareDecoders } from "./formats/codecs/registry.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
+import { runSymbolsCommand } from "./cli/symbolsCommand.ts";
 import { runReassembleCommand, runRebuildCommand } from "./cli/streamCommands.ts";
 
 /** Version of vmsift. */
@@ -49,7 +50,7 @@ export async function main(args: string[]): Promise<number> {
   }
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
-    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
+    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop" && cmd.kind !== "symbols") await prepareDecoders();
     switch (cmd.kind) {
       case "dump": {
         await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg, cmd.splitFiles);
@@ -67,6 +68,8 @@ export async function main(args: string[]): Promise<number> {
         return runInfoCommand(cmd.dumpfile, opts);
       case "verify":
         return runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
+      case "symbols":
+        return runSymbolsCommand(cmd.vmcore, cmd.name, opts);
     }
   } catch (e) {
     if (e instanceof VmsiftError) {

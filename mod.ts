@@ -47,6 +47,34 @@ export { type ElfNote, NT_PRSTATUS, parseNotes } from "./formats/elfNotes.ts";
 export { formatVtop, X86Translator } from "./core/pageTable.ts";
 /** The memory model: translator, sparse sections, max_mapnr, page-type scheme, kernel image range. */
 export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
+/** The kernel's symbols (kallsyms) and types (BTF) from the dump itself (docs/symbols.md). */
+export {
+  type KallsymsEncoding,
+  type KallsymsOptions,
+  type KernelSymbols,
+  readKallsyms,
+  type SymbolCheck,
+} from "./core/kallsyms.ts";
+export {
+  Btf,
+  type BtfField,
+  type BtfMember,
+  type BtfType,
+  readKernelBtf,
+  type VirtReader,
+} from "./core/btf.ts";
+/** Erasing data as makedumpfile's --config does (docs/symbols.md). */
+export {
+  type EraseStatement,
+  type FilterCommand,
+  type FilterConfig,
+  parseFilterConfig,
+} from "./core/filterConfig.ts";
+export { type EraseOverlay, type ErasePlan, ErasingMemory, planErase } from "./core/eraseApply.ts";
+export { type EraseInfo, type EraseResolution, type FilterRange, resolveErase } from "./core/eraseResolve.ts";
+export { BtfKernelTypes, type KernelTypes, type TypeInfo } from "./core/kernelTypes.ts";
+export type { EraseRequest } from "./dump/erase.ts";
+export type { PfnRange } from "./core/imageGuard.ts";
 /** The single struct-page scan that excludes pages by dump level. */
 export { excludeUnnecessaryPages, type ExclusionCounts, type ScanResult } from "./core/scan.ts";
 /** Marking present pages (bitmap 1) from the PT_LOAD segments. */

@@ -3,6 +3,7 @@
  * with progress and messages, prints the report.
  */
 import { VmsiftError } from "../core/errors.ts";
+import { eraseRequestOf } from "../dump/erase.ts";
 import { formatReport } from "../core/stats.ts";
 import { FlatSink } from "../formats/flatSink.ts";
 import { openSinks, type Sink } from "../io/sink.ts";
@@ -67,6 +68,13 @@ async function dumpInput(
   interrupted: () => string | null,
 ): Promise<DumpReport> {
   const vmcore = input.path;
+  const erase = eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets);
+  if (erase !== undefined && opts.flat) {
+    // ERASEINFO's place is known only after the pages, and a flattened stream cannot rewrite its sub header.
+    throw new VmsiftError("--config, --erase and --erase-secrets cannot be used with -F yet", {
+      file: vmcore,
+    });
+  }
   const plan = await planDump(input, {
     dumpLevel: opts.dumpLevels[0],
     fallbackLevels: opts.dumpLevels.slice(1),
@@ -79,6 +87,7 @@ async function dumpInput(
     bitmapDir: opts.workDir ?? (opts.flat ? undefined : directoryOf(outputs[0])),
     directIo: opts.directIo,
     imageGuard: opts.imageGuard,
+    erase,
     excludeVmemmap: opts.excludeVmemmap,
     sizeLimit: opts.sizeLimit,
     markIncomplete: !opts.flat,

@@ -26,7 +26,8 @@ export type Command =
   | { kind: "dmesg"; vmcore: string; logfile: string }
   | { kind: "vtop"; vmcore: string; vaddr: bigint }
   | { kind: "info"; dumpfile: string }
-  | { kind: "verify"; dumpfile: string; vmcore: string };
+  | { kind: "verify"; dumpfile: string; vmcore: string }
+  | { kind: "symbols"; vmcore: string; name?: string };
 
 /** Every option, with makedumpfile's defaults. */
 export interface CliOptions {
@@ -69,6 +70,14 @@ export interface CliOptions {
    * each, printed by main.ts at the common message level.
    */
   ignoredOptions?: string[];
+  /** -x VMLINUX: symbols (.symtab) and types (.BTF) for --config / --erase, instead of the dump's own. */
+  vmlinux?: string;
+  /** --config FILE: makedumpfile's filter.conf (erase commands). */
+  filterConfig?: string;
+  /** --erase SYMBOL[.member...][:SIZE], repeatable. */
+  erase?: string[];
+  /** --erase-secrets: vmsift's built-in rules (core/secretRules.ts). */
+  eraseSecrets?: boolean;
 }
 
 /** A command line that cannot be run; main.ts prints the message and exits 1 (makedumpfile's FAILED). */
@@ -106,6 +115,7 @@ const OPTIONS = {
   "cyclic-buffer": { type: "string" },
   e: { type: "boolean", short: "e" },
   "no-image-guard": { type: "boolean" },
+  "erase-secrets": { type: "boolean" },
   // Accepted by makedumpfile; not implemented yet in vmsift: refused with a clear message (b and
   // non-cyclic: accepted with a warning that they are ignored).
   E: { type: "boolean", short: "E" },
@@ -134,10 +144,8 @@ const SUBCOMMAND_OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 const NOT_YET: Record<string, string> = {
-  x: "-x (debug info from vmlinux)",
   g: "-g (generate VMCOREINFO)",
   X: "-X (Xen)",
-  config: "--config",
   eppic: "--eppic",
   "mem-usage": "--mem-usage",
 };
@@ -189,7 +197,25 @@ function parseNumber(name: string, s: string): number {
 /** Parse argv (without the program name). Throws UsageError for anything invalid. */
 export function parseCommandLine(argv: string[]): CliOptions {
   // Subcommands of vmsift's own (not in makedumpfile): `info` and `verify`.
-  if (argv[0] === "info" || argv[0] === "verify") return parseSubcommand(argv[0], argv.slice(1));
+  if (argv[0] === "info" || argv[0] === "verify" || argv[0] === "symbols") {
+    return parseSubcommand(argv[0], argv.slice(1));
+  }
+  // --erase is repeatable: taken out before the one-value-per-option parser sees the rest.
+  const erase: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (a === "--erase") {
+      if (i + 1 >= argv.length) throw new UsageError("--erase needs SYMBOL[.member...][:SIZE]");
+      erase.push(argv[++i]);
+    } else if (a.startsWith("--erase=")) erase.push(a.slice("--erase=".length));
+    else rest.push(a);
+  }
+  argv = rest;
   let parsed;
   try {
     parsed = parseOptions(argv, OPTIONS);
@@ -235,6 +261,10 @@ export function parseCommandLine(argv: string[]): CliOptions {
       ? parseNumber("--splitblock-size", v["splitblock-size"])
       : undefined,
     sizeLimit: v.L !== undefined ? parseSizeLimit(v.L) : undefined,
+    vmlinux: v.x,
+    filterConfig: v.config,
+    erase,
+    eraseSecrets: v["erase-secrets"] ?? false,
   };
   const ignored: string[] = [];
   if (v.b !== undefined) {
@@ -323,7 +353,7 @@ function parseCodecEngine(s: string, codec: CodecName | null): EngineChoice {
   return s;
 }
 
-function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
+function parseSubcommand(name: "info" | "verify" | "symbols", argv: string[]): CliOptions {
   let parsed;
   try {
     parsed = parseOptions(argv, SUBCOMMAND_OPTIONS);
@@ -354,6 +384,12 @@ function parseSubcommand(name: "info" | "verify", argv: string[]): CliOptions {
     if (pos.length !== 1) throw new UsageError("usage: vmsift info [--json] DUMPFILE");
     return { ...base, command: { kind: "info", dumpfile: pos[0] } };
   }
+  if (name === "symbols") {
+    if (pos.length < 1 || pos.length > 2) {
+      throw new UsageError("usage: vmsift symbols [--json] VMCORE [NAME]");
+    }
+    return { ...base, command: { kind: "symbols", vmcore: pos[0], name: pos[1] } };
+  }
   if (pos.length !== 2) throw new UsageError("usage: vmsift verify [--json] DUMPFILE VMCORE");
   return { ...base, command: { kind: "verify", dumpfile: pos[0], vmcore: pos[1] } };
 }
@@ -372,6 +408,7 @@ Usage:
   vmsift --vtop VADDR VMCORE
   vmsift info [--json] DUMPFILE
   vmsift verify [--json] DUMPFILE VMCORE
+  vmsift symbols [--json] VMCORE [NAME]
 
 Options (makedumpfile's names):
   -c, -l, -p, -z      compress pages with zlib, lzo, snappy or zstd (last one wins)
@@ -404,8 +441,14 @@ Options (makedumpfile's names):
   --dump-dmesg        write the kernel log of VMCORE to LOGFILE
   --vtop VADDR        print the page-table walk for a kernel virtual address
   --no-image-guard    exclude kernel-image pages by their struct page like makedumpfile does
-                      (default: pages of the kernel image, _stext to the end of its mapping,
-                      are always kept; makedumpfile issue 21)
+                      (default: the live parts of the kernel image, bounded by the dump's
+                      kallsyms, are always kept; makedumpfile issue 21)
+  --config FILE       erase data as makedumpfile's filter.conf says ([vmlinux] erase/for commands);
+                      symbols and types from the dump's kallsyms and BTF, or from -x VMLINUX
+  --erase EXPR[:SIZE] erase SYMBOL[.member...] (SIZE bytes, K/M, or 'nullify'); repeatable
+  --erase-secrets     erase well-known secrets: the kernel command line, the RNG key and entropy
+                      pool (docs/symbols.md)
+  -x VMLINUX          symbols (.symtab) and types (.BTF) for --config/--erase from this vmlinux
   --no-direct-io      write DUMPFILE through the page cache instead of O_DIRECT
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
                       (default: DUMPFILE's directory)

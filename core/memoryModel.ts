@@ -4,20 +4,35 @@
  * down to the scan (core/scan.ts), the dmesg reader and the writers.
  */
 import { VmsiftError } from "./errors.ts";
+import {
+  GUARD_SYMBOLS,
+  liveImageSections,
+  mappedImagePfns,
+  mergePfns,
+  type PfnRange,
+  sectionPfns,
+} from "./imageGuard.ts";
+import { kallsymsLocations, readKallsyms } from "./kallsyms.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
 import { detectPageScheme, type PageScheme } from "./pageTypes.ts";
 import { readSparseMem, type SparseMem } from "./sparsemem.ts";
+import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
-/** Physical pfn range of the kernel image, never excluded by the scan. */
+/** Physical pfns of the kernel image never excluded by the scan. */
 export interface KernelImageRange {
-  /** First pfn of the kernel image. */
+  /** First pfn of the first protected range. */
   startPfn: number;
-  /** Exclusive. */
+  /** Exclusive end of the last protected range. */
   endPfn: number;
   /** Which symbols gave it, e.g. "_stext.._end". */
   source: string;
+  /**
+   * The protected ranges, sorted and disjoint, inside [startPfn, endPfn); absent = the whole of it. The
+   * kallsyms guard leaves out the parts the kernel freed (core/imageGuard.ts).
+   */
+  ranges?: PfnRange[];
 }
 
 /** The crashed kernel's memory as vmsift models it (built by {@link buildMemoryModel}). */
@@ -75,9 +90,13 @@ export function buildMemoryModel(
   const warnings = [...sparse.warnings];
   const kernelImage = opts.kernelImageGuard === false
     ? undefined
-    : (kernelImageRange(info, physBase, pageSize) ?? kernelImageFromMapping(mem, info, physBase, pageSize));
+    : (kernelImageFromKallsyms(vm, info, pageSize, warnings) ?? kernelImageRange(info, physBase, pageSize) ??
+      reservedOnly(kernelImageFromMapping(mem, info, physBase, pageSize), vm, info, sparse));
   if (opts.kernelImageGuard !== false && kernelImage === undefined) {
-    warnings.push("kernel image range unknown (no SYMBOL(_stext), or it is not mapped): not protected");
+    warnings.push(
+      "kernel image guard off: no kallsyms in VMCOREINFO (kernels before 6.0), and no page-table mapping of " +
+        "the image at _stext (or no PG_private to find PG_reserved by)",
+    );
   }
   return {
     mem,
@@ -96,11 +115,49 @@ export function buildMemoryModel(
 }
 
 /**
- * The kernel image when VMCOREINFO has SYMBOL(_stext) but no SYMBOL(_end) (6.1 exports only _stext): the
- * kernel maps its own image in the __START_KERNEL_map window and cleanup_highmap() removes every 2 MiB entry
- * past roundup(_brk_end, 2 MiB), so the image is the mapped run that starts at _stext, walked through the
- * page tables (never the linear formula, which would "map" anything). The run is cut where the mapping
- * stops or stops being physically contiguous, and at the end of the window (KERNEL_IMAGE_SIZE).
+ * The live kernel image from kallsyms (Linux 6.0+): [_text, _end) without the parts the kernel freed
+ * (core/imageGuard.ts). Undefined, with a warning, when kallsyms cannot be decoded.
+ */
+export function kernelImageFromKallsyms(
+  vm: VirtualMemory,
+  info: VmcoreInfo,
+  pageSize: number,
+  warnings: string[],
+): KernelImageRange | undefined {
+  if (kallsymsLocations(info) === undefined) return undefined;
+  let sections;
+  try {
+    sections = liveImageSections(readKallsyms(vm, info, { only: GUARD_SYMBOLS }), (v) => {
+      const b = new Uint8Array(8);
+      return vm.readVirt(v, b) ? new DataView(b.buffer).getBigUint64(0, true) : undefined;
+    });
+  } catch (e) {
+    if (!(e instanceof VmsiftError)) throw e;
+    warnings.push(`kallsyms not usable for the image guard: ${e.message}`);
+    return undefined;
+  }
+  if (sections === undefined) {
+    warnings.push("kallsyms lacks _text/_stext or _end: image guard not built from it");
+    return undefined;
+  }
+  const ranges = sectionPfns(vm, sections, pageSize);
+  if (ranges.length === 0) return undefined;
+  return {
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `kallsyms: ${
+      sections.map((s) => `${s.name} ${s.start.toString(16)}-${s.end.toString(16)}`).join(", ")
+    }`,
+    ranges,
+  };
+}
+
+/**
+ * The kernel image from the kernel's own page tables, for kernels without kallsyms in VMCOREINFO: the pages
+ * mapped in the __START_KERNEL_map alias at the linear offset, from _stext to the end of the window
+ * (cleanup_highmap() removed every 2 MiB entry past the image; with PTI, free_kernel_image_pages() also
+ * unmapped the freed parts). This still holds freed pages (without PTI all of them); buildMemoryModel keeps
+ * only the PG_reserved ones ({@link reservedOnly}).
  */
 export function kernelImageFromMapping(
   mem: PhysicalMemory,
@@ -124,12 +181,59 @@ export function kernelImageFromMapping(
   const pieces = walker.mapRun(start, Number(windowEnd - start));
   const first = pieces[0];
   if (first === undefined || first.paddr === undefined) return undefined;
-  const linear = kernelImagePa(start, physBase);
-  if (linear !== first.paddr) return undefined; // the tables disagree with phys_base: trust neither
+  if (kernelImagePa(start, physBase) !== first.paddr) return undefined; // tables and phys_base disagree
+  const ranges = mappedImagePfns(pieces, (v) => kernelImagePa(v, physBase), pageSize);
+  if (ranges === undefined) return undefined;
   return {
-    startPfn: Math.floor(first.paddr / pageSize),
-    endPfn: Math.ceil((first.paddr + first.len) / pageSize),
-    source: `${info.symbol("_stext") !== undefined ? "_stext" : "_text"}..end of its page-table mapping`,
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `${
+      info.symbol("_stext") !== undefined ? "_stext" : "_text"
+    }.. the pages mapped in the image window`,
+    ranges,
+  };
+}
+
+/**
+ * The page-table image without the pages whose struct page lacks PG_reserved. The kernel frees some image
+ * parts without unmapping them (the SMP lock table, the unused decrypted bss, the brk tail, and the 2 MiB
+ * mapping runs past _end); a freed page loses PG_reserved (free_reserved_area), a live image page keeps it
+ * (memblock-reserved at boot). PG_reserved is the page flag just before PG_private in every kernel since
+ * 2.6 (enum pageflags); VMCOREINFO exports NUMBER(PG_private) only. A struct page that cannot be read keeps
+ * its page in the guard.
+ */
+export function reservedOnly(
+  image: KernelImageRange | undefined,
+  vm: VirtualMemory,
+  info: VmcoreInfo,
+  sparse: SparseMem,
+): KernelImageRange | undefined {
+  const pgPrivate = info.number("PG_private");
+  const pageSize = info.size("page");
+  if (image?.ranges === undefined || pgPrivate === undefined || pageSize === undefined) return image;
+  const bit = Number(pgPrivate) - 1;
+  const CHUNK = 512; // struct pages read at once
+  const buf = new Uint8Array(CHUNK * pageSize);
+  const keep: number[] = [];
+  for (const r of image.ranges) {
+    for (let pfn = r.startPfn; pfn < r.endPfn;) {
+      const sec = sparse.sections.find((s) => pfn >= s.pfnStart && pfn < s.pfnEnd);
+      const n = Math.min(CHUNK, r.endPfn - pfn, sec === undefined ? CHUNK : sec.pfnEnd - pfn);
+      const view = buf.subarray(0, n * pageSize);
+      const ok = sec !== undefined && vm.readVirt(sec.memMap + BigInt((pfn - sec.pfnStart) * pageSize), view);
+      for (let i = 0; i < n; i++) {
+        if (!ok || (view[i * pageSize + (bit >> 3)] & (1 << (bit & 7))) !== 0) keep.push(pfn + i);
+      }
+      pfn += n;
+    }
+  }
+  const ranges = mergePfns(keep);
+  if (ranges.length === 0) return undefined;
+  return {
+    startPfn: ranges[0].startPfn,
+    endPfn: ranges[ranges.length - 1].endPfn,
+    source: `${image.source}, PG_reserved`,
+    ranges,
   };
 }
 

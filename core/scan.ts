@@ -8,8 +8,8 @@
  * - a range running past its section is finished there; the next section starts at its first pfn again
  *   (its pages are tails or unclassified, so nothing is counted twice).
  * Differences, by design: struct pages that cannot be translated or read are kept and counted
- * (makedumpfile stops with an error); kernel image pages (when the range is known) are never excluded and
- * are counted as keptKernelImage.
+ * (makedumpfile stops with an error); live kernel image pages (when known: core/imageGuard.ts) are never
+ * excluded and are counted as keptKernelImage.
  */
 import type { PfnBitmap } from "./bitmap.ts";
 import type { MemoryModel } from "./memoryModel.ts";
@@ -121,6 +121,7 @@ export function excludeUnnecessaryPages(
   const classifier = new PageClassifier(scheme);
   const kStart = model.kernelImage?.startPfn ?? 0;
   const kEnd = model.kernelImage?.endPfn ?? 0;
+  const kRanges = model.kernelImage?.ranges ?? [{ startPfn: kStart, endPfn: kEnd }];
   const vm = model.vm;
   const mem = model.mem;
 
@@ -128,21 +129,27 @@ export function excludeUnnecessaryPages(
   const exclude = (p: number, n: number, counter: keyof ExclusionCounts) => {
     const end = Math.min(p + n, maxMapnr);
     if (end <= p) return;
-    const gs = Math.max(p, kStart), ge = Math.min(end, kEnd);
-    if (ge <= gs) {
+    if (Math.min(end, kEnd) <= Math.max(p, kStart)) {
       if (n === 1) bitmap2.clear(p);
       else bitmap2.clearRange(p, end);
       counts[counter] += end - p;
       return;
     }
-    if (gs > p) {
-      bitmap2.clearRange(p, gs);
-      counts[counter] += gs - p;
+    // Inside the image hull: clear what lies between its protected ranges.
+    let at = p;
+    for (const r of kRanges) {
+      const gs = Math.max(at, r.startPfn), ge = Math.min(end, r.endPfn);
+      if (ge <= gs) continue;
+      if (gs > at) {
+        bitmap2.clearRange(at, gs);
+        counts[counter] += gs - at;
+      }
+      counts.keptKernelImage += ge - gs;
+      at = ge;
     }
-    counts.keptKernelImage += ge - gs;
-    if (end > ge) {
-      bitmap2.clearRange(ge, end);
-      counts[counter] += end - ge;
+    if (end > at) {
+      bitmap2.clearRange(at, end);
+      counts[counter] += end - at;
     }
   };
 

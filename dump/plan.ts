@@ -7,6 +7,7 @@ import { VmsiftError } from "../core/errors.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import { type CodecName, createCodecAsync, type EngineChoice } from "../formats/codecs/registry.ts";
 import type { DumpInput } from "./input.ts";
+import type { EraseRequest } from "./erase.ts";
 
 /**
  * Default memory budget for the two bitmaps together (bytes): 1 MiB holds both bitmaps of a 16 GiB machine;
@@ -52,6 +53,8 @@ export interface DumpOptions {
   markIncomplete?: boolean;
   /** `--num-threads`: compressing threads (default 1; > 1 uses Web Workers, same output). */
   threads?: number;
+  /** `--config` / `--erase` / `--erase-secrets`: data to erase (dump/erase.ts); ELF input, not split. */
+  erase?: EraseRequest;
 }
 
 /** A checked plan: {@link runDump} carries it out. */
@@ -82,6 +85,8 @@ export interface DumpPlan {
   readonly markIncomplete: boolean;
   /** Compressing threads (> 1: Web Workers). */
   readonly threads: number;
+  /** Data to erase, if any. */
+  readonly erase?: EraseRequest;
 }
 
 /**
@@ -114,6 +119,14 @@ export async function planDump(input: DumpInput, opts: DumpOptions): Promise<Dum
   if (form === "elf" && input.format !== "elf") {
     throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: input.path });
   }
+  if (opts.erase !== undefined && input.format !== "elf") {
+    throw new VmsiftError("--config and --erase need an ELF vmcore (re-filtering cannot erase yet)", {
+      file: input.path,
+    });
+  }
+  if (opts.erase !== undefined && form === "split") {
+    throw new VmsiftError("--config and --erase cannot be used with --split yet", { file: input.path });
+  }
   const levels = [opts.dumpLevel, ...(opts.fallbackLevels ?? [])];
   for (const l of levels) {
     if (!Number.isInteger(l) || l < 0 || l > 31) {
@@ -137,5 +150,6 @@ export async function planDump(input: DumpInput, opts: DumpOptions): Promise<Dum
     sizeLimit: opts.sizeLimit,
     markIncomplete: opts.markIncomplete ?? true,
     threads: opts.threads ?? 1,
+    erase: opts.erase,
   };
 }

@@ -8,6 +8,9 @@ import { asOutputFull } from "../io/outputFull.ts";
 import { openSinks, type Sink, useSinks } from "../io/sink.ts";
 import { pageStatsOf } from "../core/stats.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
+import { ErasingMemory } from "../core/eraseApply.ts";
+import type { MemoryModel } from "../core/memoryModel.ts";
+import { prepareErase } from "./erase.ts";
 import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
 import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
 import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
@@ -168,6 +171,7 @@ async function runLevel(
         return b;
       },
     );
+    const source = plan.erase === undefined ? f.source : withErasing(plan, f.source, f.model, opts);
     const control: WriteControl = {
       sizeLimit: plan.sizeLimit,
       interrupted: opts.interrupted,
@@ -177,7 +181,7 @@ async function runLevel(
     const sinks = open();
     const write = await useSinks(
       sinks,
-      () => writeForm(plan, opts, control, f.source, f.extraStatus, sinks, workers),
+      () => writeForm(plan, opts, control, source, f.extraStatus, sinks, workers),
     );
     return {
       stats: pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages),
@@ -192,6 +196,28 @@ async function runLevel(
   } finally {
     closeBitmaps();
   }
+}
+
+/**
+ * --config / --erase / --erase-secrets: the writer's source reads pages through the erased overlay, and
+ * carries the ERASEINFO (kdump: after the page data; -E: a note after the input's notes).
+ */
+function withErasing(plan: DumpPlan, src: KdumpSource, model: MemoryModel, opts: RunOptions): KdumpSource {
+  const req = plan.erase!;
+  const ep = prepareErase(req, model, src.bitmap2, src.maxMapnr, plan.input.path);
+  for (const s of req.skipped) opts.notice?.(`warning: ${req.source}: ${s} skipped`);
+  opts.debug?.(`erase: ${ep.erasedBytes} bytes in ${ep.overlays.length} pieces`);
+  const noteBytes = plan.form === "elf" && ep.elfNote.length > 0
+    ? concatBytes(src.noteBytes, ep.elfNote)
+    : src.noteBytes;
+  return { ...src, mem: new ErasingMemory(src.mem, ep.overlays), eraseinfo: ep.eraseinfo, noteBytes };
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 /** Write the planned form to `sinks` (the caller closes or aborts them). */
@@ -244,12 +270,13 @@ async function writeElf(
 ): Promise<KdumpWriteResult> {
   const core = input.core;
   // ELF has no shared zero page: zero pages leave bitmap 2 first (makedumpfile's pre-pass).
+  // Pages are read through src.mem: with --config/--erase it overlays the erased bytes (zero check included).
   const zero = (src.dumpLevel & 1) !== 0
-    ? excludeZeroPages(core, src.bitmap2, src.maxMapnr, src.pageSize)
+    ? excludeZeroPages(src.mem, src.bitmap2, src.maxMapnr, src.pageSize)
     : 0;
   const r = await writeElfDumpAsync(
     {
-      mem: core,
+      mem: src.mem,
       bitmap1: src.bitmap1,
       bitmap2: src.bitmap2,
       maxMapnr: src.maxMapnr,

@@ -7,6 +7,7 @@ import { asOutputFull, OutputFullError } from "../../io/outputFull.ts";
 import { DumpInterrupted, type IncompleteInfo, type WriteControl } from "../incomplete.ts";
 import { markKdumpIncomplete } from "./headWriter.ts";
 import { type KdumpLayout, PAGE_DESC_SIZE } from "./layout.ts";
+import { SH } from "./header.ts";
 
 /** Flush boundaries remembered for {@link PagePairWriter.salvage} (at 64 KiB per flush: 512 MiB of data). */
 const BOUNDARY_RING = 8192;
@@ -114,6 +115,24 @@ export class PagePairWriter {
       if (this.#ringData[i] <= dataEnd) return this.#ringDesc[i];
     }
     return this.#floorData <= dataEnd ? this.#floorDesc : this.#L.dataOffset;
+  }
+
+  /**
+   * After the last page: ERASEINFO (makedumpfile's write_kdump_eraseinfo) appended to the page data, without
+   * a descriptor, and its offset and size recorded in the sub header. Call after {@link flush}.
+   */
+  appendEraseinfo(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.flush();
+    const at = this.dataEnd;
+    this.#sink.write(at, bytes);
+    this.#dataPos += bytes.length;
+    const e = new Uint8Array(16);
+    const dv = new DataView(e.buffer);
+    dv.setUint32(0, at % 0x1_0000_0000, true);
+    dv.setUint32(4, Math.floor(at / 0x1_0000_0000), true);
+    dv.setUint32(8, bytes.length, true);
+    this.#sink.rewrite(this.#L.offsetSubHeader + SH.offsetEraseinfo, e);
   }
 
   /** A descriptor pointing at the shared zero page. */

@@ -179,7 +179,7 @@ export async function writeKdumpParallel(
     const status = (opts.codec.flag | (opts.extraStatus ?? 0)) >>> 0;
     try {
       await run.pages(out, L.numDumpable);
-      finishPages(run.res, out, L.numDumpable, opts.sink);
+      finishPages(run.res, out, L.numDumpable, opts.sink, src.eraseinfo);
     } catch (e) {
       // Batches still with the workers are dropped: the file keeps what was emitted, in pfn order.
       const r = finishIncomplete(e, out, opts.sink, status, L.numDumpable, control);

@@ -52,6 +52,8 @@ export interface KdumpSource {
   physBase: bigint;
   /** dump_level of the sub header. */
   dumpLevel: number;
+  /** ERASEINFO text to append after the page data (--config / --erase; core/eraseApply.ts). */
+  eraseinfo?: Uint8Array;
 }
 
 /** Writer options. */
@@ -149,7 +151,7 @@ function* writePages(
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
       yield;
     }
-    finishPages(res, out, total, sink);
+    finishPages(res, out, total, sink, src.eraseinfo);
   } catch (e) {
     const r = finishIncomplete(e, out, sink, status, total, control);
     res.incomplete = r.info;
@@ -188,6 +190,7 @@ export function finishPages(
   out: PagePairWriter,
   total: number,
   sink: Sink,
+  eraseinfo?: Uint8Array,
 ): KdumpWriteResult {
   out.flush();
   if (res.dumpablePages !== total) {
@@ -195,6 +198,7 @@ export function finishPages(
       file: sink.label,
     });
   }
+  if (eraseinfo !== undefined) out.appendEraseinfo(eraseinfo);
   res.fileSize = out.dataEnd;
   sink.finish(res.fileSize);
   return res;

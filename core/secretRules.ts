@@ -1,0 +1,58 @@
+/**
+ * vmsift's built-in erase rules for well-known secrets in kernel memory (`--erase-secrets`), as filter
+ * commands (core/filterConfig.ts). A rule applies when the kernel has its symbol; docs/symbols.md lists what
+ * each erases and what is left.
+ */
+import type { FilterCommand } from "./filterConfig.ts";
+
+/** One built-in rule. */
+export interface SecretRule {
+  name: string;
+  /** The symbol that must exist for the rule to apply. */
+  symbol: string;
+  /** The filter.conf line. */
+  command: string;
+  /** What it erases, for docs and messages. */
+  what: string;
+}
+
+/** The rules, in the order they are applied. */
+export const SECRET_RULES: SecretRule[] = [
+  {
+    name: "cmdline",
+    symbol: "saved_command_line",
+    command: "erase saved_command_line",
+    what: "the kernel command line (the string saved_command_line points to: passwords or keys given " +
+      "as boot parameters, e.g. rd.luks.key=, cryptdevice=, ip= credentials)",
+  },
+  {
+    name: "crng",
+    symbol: "base_crng",
+    command: "erase base_crng",
+    what: "the 32-byte ChaCha20 key of the kernel's random number generator (base_crng.key, 5.18+), " +
+      "from which the per-CPU generators are keyed",
+  },
+  {
+    name: "entropy-pool",
+    symbol: "input_pool",
+    command: "erase input_pool",
+    what: "the entropy pool's BLAKE2s state (input_pool.hash, 5.17+: 120 bytes), which the next reseed of " +
+      "the generator is derived from",
+  },
+];
+
+/** The rules as commands, for the symbols `has` says exist; also the names of the rules left out. */
+export function secretCommands(
+  has: (symbol: string) => boolean,
+): { commands: FilterCommand[]; skipped: string[] } {
+  const commands: FilterCommand[] = [];
+  const skipped: string[] = [];
+  for (const r of SECRET_RULES) {
+    if (!has(r.symbol)) {
+      skipped.push(`${r.name} (no ${r.symbol} in this kernel)`);
+      continue;
+    }
+    commands.push({ line: 0, erases: [{ line: 0, expr: r.command.split(" ")[1], nullify: false }] });
+  }
+  return { commands, skipped };
+}

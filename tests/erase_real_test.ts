@@ -1,0 +1,266 @@
+/**
+ * Erasing on the real 6.1 fixture against makedumpfile 1.7.2: `makedumpfile -x vmlinux-6.1.0-56-amd64
+ * --config F -c -d 31` was run here on each config below (it needs the 5.4 GB debug package and minutes per
+ * run); its files' sha256 and ERASEINFO are pinned. vmsift `--config F --no-image-guard --codec-engine libz
+ * -c -d 31`, from the dump's own kallsyms + BTF and with `-x` (symtab + .BTF), must give the same files.
+ * crash, when installed with the debug vmlinux, reads the erased values as Xs.
+ */
+import assert from "node:assert/strict";
+import { KdumpFile } from "../formats/kdump/reader.ts";
+import { ElfCore } from "../formats/elfCore.ts";
+import { haveReal, realVmcore } from "./support/fixture.ts";
+import { haveProgram, runVmsift, tempDirTests } from "./support/run.ts";
+
+const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
+const haveVmlinux = (() => {
+  try {
+    return Deno.statSync(VMLINUX).isFile;
+  } catch {
+    return false;
+  }
+})();
+const { tmp, test } = tempDirTests("vmsift-erase-");
+const newDir = (n: string) => {
+  const d = tmp(n);
+  Deno.mkdirSync(d);
+  return d;
+};
+const t = (name: string, ignore: boolean, fn: () => Promise<void>) => test({ name, ignore, fn });
+
+interface Case {
+  config: string;
+  /** sha256 of makedumpfile 1.7.2's -c -d 31 output with this config. */
+  sha256: string;
+  eraseinfo: string;
+}
+
+const CASES: Record<string, Case> = {
+  plain: {
+    config: "[vmlinux]\nerase init_uts_ns.name.nodename\nerase saved_command_line size 32\n",
+    sha256: "57f5bd004965d859f276684d26ab8fa29e1073363e52090ed9370f0915bbeee9",
+    eraseinfo: "erase init_uts_ns.name.nodename size 65\nerase saved_command_line size 32\n",
+  },
+  // nullify, a char[] in freed init memory (its page is not written: no ERASEINFO line), size SYMBOL.member,
+  // size 1K, a char * string, a module section (skipped).
+  forms: {
+    config: [
+      "# every erase form on plain symbols",
+      "[vmlinux]",
+      "erase saved_command_line nullify",
+      "erase boot_command_line",
+      "erase init_uts_ns.name.domainname size init_task.normal_prio",
+      "erase init_uts_ns.name.machine size 1K",
+      "erase static_command_line",
+      "[qemu_fw_cfg]",
+      "erase fw_cfg_rev",
+      "",
+    ].join("\n"),
+    sha256: "f0359ce71bb9f7860e18e942f6d9b124476a06c5058b1d64e1482d58d1fe625d",
+    eraseinfo: "erase saved_command_line nullify\nerase init_uts_ns.name.domainname size 120\n" +
+      "erase init_uts_ns.name.machine size 1024\nerase static_command_line size 13\n",
+  },
+  // The three loop forms: a list_head list within StructName:member (the 63 tasks after init_task), a
+  // struct list via a next member (init_task is its own real_parent: one element), an array of structs.
+  loops: {
+    config: [
+      "[vmlinux]",
+      "# list_head list within StructName:member",
+      "for t in init_task.tasks within task_struct:tasks",
+      "\terase t.comm",
+      "endfor",
+      "# struct list via a next member",
+      "for p in init_task.real_parent via real_parent",
+      "  erase p.comm size 8",
+      "endfor",
+      "# array of structs",
+      "for l in init_task.pid_links",
+      "  erase l.next nullify",
+      "endfor",
+      "",
+    ].join("\n"),
+    sha256: "d279f2f13bcb1d641ea2c3b61cc87442e0938e5808fd3c994efc9ddcb4696893",
+    eraseinfo: "erase t.comm size 16\n".repeat(63) + "erase p.comm size 8\n" +
+      "erase l.next nullify\n".repeat(4),
+  },
+};
+
+async function sha256(path: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function eraseinfoOf(path: string): string {
+  const k = KdumpFile.open(path);
+  try {
+    const { offsetEraseinfo, sizeEraseinfo } = k.subHeader;
+    const f = Deno.openSync(path);
+    try {
+      const b = new Uint8Array(sizeEraseinfo);
+      f.seekSync(offsetEraseinfo, Deno.SeekMode.Start);
+      let got = 0;
+      while (got < b.length) got += f.readSync(b.subarray(got)) ?? 0;
+      return new TextDecoder().decode(b);
+    } finally {
+      f.close();
+    }
+  } finally {
+    k.close();
+  }
+}
+
+async function vmsift(dir: string, name: string, extra: string[]): Promise<string> {
+  const out = `${dir}/${name}.kdump`;
+  const r = await runVmsift([
+    "-c",
+    "-d",
+    "31",
+    "--codec-engine",
+    "libz",
+    "--message-level",
+    "4",
+    ...extra,
+    await realVmcore(),
+    out,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return out;
+}
+
+for (const [name, c] of Object.entries(CASES)) {
+  t(`erase real: ${name} config, from the dump's kallsyms + BTF = makedumpfile -x`, !haveReal(), async () => {
+    const dir = newDir(name);
+    const conf = `${dir}/${name}.conf`;
+    Deno.writeTextFileSync(conf, c.config);
+    const out = await vmsift(dir, name, ["--no-image-guard", "--config", conf]);
+    assert.equal(eraseinfoOf(out), c.eraseinfo);
+    assert.equal(await sha256(out), c.sha256);
+  });
+  t(`erase real: ${name} config with -x VMLINUX = makedumpfile -x`, !haveReal() || !haveVmlinux, async () => {
+    const dir = newDir(name);
+    const conf = `${dir}/${name}.conf`;
+    Deno.writeTextFileSync(conf, c.config);
+    const out = await vmsift(dir, name, ["--no-image-guard", "-x", VMLINUX, "--config", conf]);
+    assert.equal(await sha256(out), c.sha256);
+  });
+}
+
+t("erase real: --erase, guard on, gives the plain config's file", !haveReal(), async () => {
+  const dir = newDir("opt");
+  const out = await vmsift(dir, "opt", [
+    "--erase",
+    "init_uts_ns.name.nodename",
+    "--erase",
+    "saved_command_line:32",
+  ]);
+  assert.equal(await sha256(out), CASES.plain.sha256);
+});
+
+t(
+  "erase real: --erase-secrets erases the command line, the CRNG key, the entropy pool",
+  !haveReal(),
+  async () => {
+    const dir = newDir("secrets");
+    const out = await vmsift(dir, "secrets", ["--erase-secrets"]);
+    assert.equal(
+      eraseinfoOf(out),
+      "erase saved_command_line size 47\nerase base_crng size 32\nerase input_pool size 120\n",
+    );
+    // The command line "console=ttyS0 panic=-1 fill_mb=8 init_on_free=1" (47 bytes) is gone from the pages.
+    const k = KdumpFile.open(out);
+    try {
+      const page = new Uint8Array(4096);
+      let found = 0, xs = 0;
+      const needle = new TextEncoder().encode("console=ttyS0 panic=-1 fill_mb=8");
+      for (let pfn = 0; pfn < 0x8000; pfn++) {
+        if (!k.readPhys(pfn * 4096, page)) continue;
+        for (
+          let i = page.indexOf(needle[0]);
+          i >= 0 && i + needle.length <= 4096;
+          i = page.indexOf(needle[0], i + 1)
+        ) {
+          if (needle.every((b, j) => page[i + j] === b)) found++;
+        }
+        // base_crng is at 0xffffffffa0495d00 = physical 0x4095d00 (image at 16 MiB, KASLR 0x1c400000).
+        if (pfn === 0x4095) xs = page.subarray(0xd00, 0xd20).filter((b) => b === 0x58).length;
+      }
+      assert.equal(xs, 32);
+      // What is left (docs/symbols.md): the boot loader's buffer (boot_params.hdr.cmd_line_ptr, 0x20000
+      // here), the copy in the real-mode area (0x9e320) and the kernel log's "Command line:" and "Kernel
+      // command line:" lines.
+      assert.equal(found, 4);
+    } finally {
+      k.close();
+    }
+  },
+);
+
+t(
+  "erase real: crash reads the erased values as Xs",
+  !haveReal() || !haveVmlinux || !haveProgram("crash"),
+  async () => {
+    const dir = newDir("crash");
+    const out = await vmsift(dir, "crash", [
+      "--erase",
+      "init_uts_ns.name.nodename",
+      "--erase",
+      "saved_command_line:32",
+    ]);
+    const child = new Deno.Command("crash", {
+      args: ["-s", VMLINUX, out],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const w = child.stdin.getWriter();
+    await w.write(
+      new TextEncoder().encode("p init_uts_ns.name.nodename\nx/s *(char **)&saved_command_line\nquit\n"),
+    );
+    await w.close();
+    const r = await child.output();
+    const text = new TextDecoder().decode(r.stdout);
+    assert.match(text, /= "X{65}"\n/); // init_uts_ns.name.nodename
+    assert.match(text, /"X{32} init_on_free=1"/); // the first 32 bytes of the command line
+  },
+);
+
+t(
+  "erase real: -E writes the ERASEINFO note as makedumpfile 1.7.2 does, and the erased bytes",
+  !haveReal(),
+  async () => {
+    const dir = newDir("elf");
+    const conf = `${dir}/plain.conf`;
+    Deno.writeTextFileSync(conf, CASES.plain.config);
+    const out = `${dir}/plain.elf`;
+    const r = await runVmsift([
+      "-E",
+      "-d",
+      "31",
+      "--message-level",
+      "4",
+      "--config",
+      conf,
+      await realVmcore(),
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const core = ElfCore.open(out);
+    try {
+      // makedumpfile's -E file (same config): PT_NOTE p_filesz 5036 (the input's 4936 + 12 + 12 + 76), p_memsz
+      // unchanged, the note "ERASEINFO" of type 0 holding the same text as the kdump ERASEINFO.
+      const notes = core.noteSegment.bytes;
+      assert.equal(notes.length, 5036);
+      const tail = notes.subarray(4936);
+      const dv = new DataView(tail.buffer, tail.byteOffset, tail.length);
+      assert.deepEqual([dv.getUint32(0, true), dv.getUint32(4, true), dv.getUint32(8, true)], [10, 73, 0]);
+      assert.equal(new TextDecoder().decode(tail.subarray(12, 22)), "ERASEINFO\0");
+      assert.equal(new TextDecoder().decode(tail.subarray(24, 24 + 73)), CASES.plain.eraseinfo);
+      // init_uts_ns.name.nodename (physical 0x2bfb000 + 65) reads as 65 Xs.
+      const b = new Uint8Array(65);
+      assert.ok(core.readPhys(0x2bfb000 + 65, b));
+      assert.equal(new TextDecoder().decode(b), "X".repeat(65));
+    } finally {
+      core.close();
+    }
+  },
+);
