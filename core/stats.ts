@@ -13,6 +13,11 @@ export interface PageStats extends ClassCounts {
   memoryHole: number;
   /** max_mapnr. */
   total: number;
+  /**
+   * Pages held by more than one PT_LOAD, counted once in `original` (makedumpfile counts them once per
+   * load: kexec's kernel-image load lies inside System RAM). 0 or absent when no loads overlap.
+   */
+  overlapPages?: number;
 }
 
 /** Pages excluded in all. */
@@ -53,6 +58,14 @@ export function formatReport(s: PageStats): string {
     "--------------------------------------------------",
     `Total pages     : ${h16(s.total)}`,
   );
+  if (s.overlapPages) {
+    lines.push(
+      `(makedumpfile counts pages once per PT_LOAD holding them: its Original pages would be ` +
+        `${
+          h16(s.original + s.overlapPages)
+        }, ${s.overlapPages} more than vmsift, which counts each page once)`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -90,6 +103,7 @@ export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<stri
     total: s.total,
     kept_kernel_image: s.keptKernelImage,
     kept_unreadable: s.keptUnreadable,
+    ...(s.overlapPages ? { overlap_pages: s.overlapPages } : {}),
     ...more,
   };
 }
@@ -114,8 +128,17 @@ export interface ClassCounts {
   keptUnreadable: number;
 }
 
-/** PageStats of a dump from its present pages, max_mapnr, the scan's counts and the writer's zero pages. */
-export function pageStatsOf(original: number, maxMapnr: number, c: ClassCounts, zero: number): PageStats {
+/**
+ * PageStats of a dump from its present pages, max_mapnr, the scan's counts, the writer's zero pages and the
+ * pages held by more than one PT_LOAD (see PageStats.overlapPages).
+ */
+export function pageStatsOf(
+  original: number,
+  maxMapnr: number,
+  c: ClassCounts,
+  zero: number,
+  overlapPages = 0,
+): PageStats {
   return {
     original,
     zero,
@@ -129,5 +152,6 @@ export function pageStatsOf(original: number, maxMapnr: number, c: ClassCounts, 
     total: maxMapnr,
     keptKernelImage: c.keptKernelImage,
     keptUnreadable: c.keptUnreadable,
+    ...(overlapPages > 0 ? { overlapPages } : {}),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { PfnBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
-import { markPresentPages } from "../core/presentPages.ts";
+import { markLoadPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { readUtsname } from "../core/utsname.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
@@ -94,8 +94,9 @@ export function filterInput(
   const { bitmap1, bitmap2 } = makeBitmaps(maxMapnr);
   let original: number;
   if (elf !== undefined) {
-    original = markPresentPages(elf.core.segments, model.pageSize, maxMapnr, bitmap1);
-    markPresentPages(elf.core.segments, model.pageSize, maxMapnr, bitmap2);
+    // Both bitmaps start from the loads' whole pages, as makedumpfile's cyclic mode (core/presentPages.ts).
+    original = markLoadPages(elf.core.loads, model.pageSize, maxMapnr, bitmap1);
+    markLoadPages(elf.core.loads, model.pageSize, maxMapnr, bitmap2);
   } else {
     copyBits(kdump!.present, bitmap1, maxMapnr);
     copyBits(kdump!.dumpable, bitmap2, maxMapnr);

@@ -6,6 +6,7 @@
 import { createBitmaps } from "../io/fileBitmap.ts";
 import { asOutputFull } from "../io/outputFull.ts";
 import { openSinks, type Sink, useSinks } from "../io/sink.ts";
+import { countPagesPerLoad } from "../core/presentPages.ts";
 import { pageStatsOf } from "../core/stats.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
 import { ErasingMemory } from "../core/eraseApply.ts";
@@ -183,8 +184,17 @@ async function runLevel(
       sinks,
       () => writeForm(plan, opts, control, source, f.extraStatus, sinks, workers),
     );
+    // Pages held by two PT_LOADs (kexec's kernel-image load): counted once here, once per load by
+    // makedumpfile, whose -E writer also counts each load's partial last page.
+    const overlap = input.format === "elf"
+      ? countPagesPerLoad(input.core.loads, f.model.pageSize, f.source.maxMapnr, plan.form === "elf") -
+        f.original
+      : 0;
+    if (input.format === "elf" && input.core.mmapFallback !== undefined) {
+      opts.debug?.(`input: ${input.core.mmapFallback}`);
+    }
     return {
-      stats: pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages),
+      stats: pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages, overlap),
       scan: f.scan,
       write,
       vmemmap: f.vmemmap,
@@ -282,7 +292,9 @@ async function writeElf(
       maxMapnr: src.maxMapnr,
       pageSize: src.pageSize,
       noteBytes: src.noteBytes,
-      segments: core.segments,
+      // The input's PT_LOADs in program-header order, overlapping ones included (makedumpfile writes
+      // kexec's kernel-image load and the System RAM load holding it, each with its pages).
+      segments: core.loads,
       ...inputElfHeaders(core),
       // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
       beyondMaxMapnr: "exclude",
