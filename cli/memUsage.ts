@@ -40,6 +40,8 @@ export interface MemUsage {
   vmcoreinfoSource: string;
   /** Bytes of a -d 31 kdump-compressed file without compression (headers, bitmaps, descriptors, pages). */
   dumpBytesUncompressed: number;
+  /** Pages of the kernel image that kcore maps twice (makedumpfile adds them to Total and KERN_DATA). */
+  kernelImageMappedTwice: number;
 }
 
 /** Dump level --mem-usage classifies at (makedumpfile: MAX_DUMP_LEVEL). */
@@ -82,6 +84,7 @@ export function measureMemUsage(src: MemUsageSources): MemUsage {
       crashKernel,
       vmcoreinfoSource: source,
       dumpBytesUncompressed: layout.pageDataOffset + (kept + (zero > 0 ? 1 : 0)) * pageSize,
+      kernelImageMappedTwice: Math.ceil(mem.textBytes / pageSize),
     };
   } finally {
     mem.close();
@@ -161,6 +164,12 @@ export function formatMemUsage(u: MemUsage): string {
   if (s.keptKernelImage > 0) {
     lines.push(`Kernel image pages:\t${pad(s.keptKernelImage)}\tcounted in KERN_DATA (vmsift keeps them)`);
   }
+  if (u.kernelImageMappedTwice > 0) {
+    lines.push(
+      `Kernel image in kcore:\t${pad(u.kernelImageMappedTwice)}\tpages mapped twice, counted once here ` +
+        "(makedumpfile adds them to Total and KERN_DATA)",
+    );
+  }
   const ck = rangesBytes(u.crashKernel);
   lines.push(
     ck > 0
@@ -172,6 +181,12 @@ export function formatMemUsage(u: MemUsage): string {
 
 /** The --mem-usage command: measure, print the table on stdout; returns the exit status. */
 export function runMemUsageCommand(kcore: string, opts: { imageGuard: boolean }): number {
-  console.log(formatMemUsage(measureMemUsage({ kcore, imageGuard: opts.imageGuard })));
+  const text = formatMemUsage(measureMemUsage({ kcore, imageGuard: opts.imageGuard }));
+  // The measuring process is part of the live system: its anonymous memory is in USER (Deno: ~20 MiB).
+  const anon = /^RssAnon:\s+(\d+) kB/m.exec(readText("/proc/self/status"));
+  const own = anon
+    ? `\nvmsift's own memory:\t${String(Number(anon[1]) / 4).padEnd(16)}\tpages, in USER (RssAnon)`
+    : "";
+  console.log(text + own);
   return 0;
 }

@@ -35,6 +35,11 @@ export class KcoreMemory implements PhysicalMemory {
   readonly notes: ElfNote[];
   /** Bytes of RAM segments removed because they lie in an excluded range. */
   readonly excludedBytes: number;
+  /**
+   * Bytes of the kernel-text segment (above __START_KERNEL_map, with a physical address): RAM that kcore
+   * maps a second time. makedumpfile keeps it as a second PT_LOAD and counts those pages twice.
+   */
+  readonly textBytes: number;
   #file: PositionalFile;
 
   private constructor(
@@ -42,12 +47,14 @@ export class KcoreMemory implements PhysicalMemory {
     segments: PhysSegment[],
     notes: ElfNote[],
     excludedBytes: number,
+    textBytes: number,
   ) {
     this.label = file.path;
     this.#file = file;
     this.segments = segments;
     this.notes = notes;
     this.excludedBytes = excludedBytes;
+    this.textBytes = textBytes;
   }
 
   /** Open and parse `path` (normally /proc/kcore; needs root). Throws VmsiftError with file and offset. */
@@ -86,6 +93,7 @@ export class KcoreMemory implements PhysicalMemory {
     const pv = new DataView(ph.buffer);
     const ram: PhysSegment[] = [];
     const notes: ElfNote[] = [];
+    let textBytes = 0;
     for (let i = 0; i < phnum; i++) {
       const b = i * 56;
       const type = pv.getUint32(b, true);
@@ -106,6 +114,7 @@ export class KcoreMemory implements PhysicalMemory {
         continue;
       }
       // Direct-map RAM only: the text segment (above __START_KERNEL_map) repeats part of it.
+      if (type === PT_LOAD && paddr !== NOT_PADDR && vaddr >= START_KERNEL_MAP) textBytes += Number(filesz);
       if (type !== PT_LOAD || paddr === NOT_PADDR || vaddr >= START_KERNEL_MAP || filesz === 0n) continue;
       if (paddr + filesz > 1n << 52n || offset + filesz > BigInt(Number.MAX_SAFE_INTEGER)) {
         throw new VmsiftError(`PT_LOAD ${i} is out of range (paddr 0x${paddr.toString(16)})`, {
@@ -134,7 +143,7 @@ export class KcoreMemory implements PhysicalMemory {
     const kept = subtractRanges(ram, exclude);
     const before = ram.reduce((s, x) => s + x.memSize, 0);
     const after = kept.reduce((s, x) => s + x.memSize, 0);
-    return new KcoreMemory(file, kept, notes, before - after);
+    return new KcoreMemory(file, kept, notes, before - after, textBytes);
   }
 
   /** The VMCOREINFO note (kernels from 4.19 put one in kcore), if any. */
