@@ -17,6 +17,7 @@ import { iomemRanges, type PhysRange, rangesBytes } from "../formats/iomem.ts";
 import { KcoreMemory } from "../formats/kcore.ts";
 import { parseNotes } from "../formats/elfNotes.ts";
 import { kdumpLayout } from "../formats/kdump/layout.ts";
+import { libcAvailable, O_RDONLY, strerror, sysClose, sysOpen, sysPread } from "../io/libc.ts";
 
 /** Where the running system's facts are read from (the defaults are the real files; tests pass others). */
 export interface MemUsageSources {
@@ -129,11 +130,42 @@ function kcoreVmcoreinfo(mem: KcoreMemory, sysPath: string): { info: VmcoreInfo;
   return { info: VmcoreInfo.parse(new TextDecoder().decode(found.desc.subarray(0, end)), source), source };
 }
 
+/**
+ * A small text file. With --allow-ffi (the launcher's permissions) through libc, since Deno's file API refuses
+ * /proc and /sys paths without --allow-all; procfs files have no size (lseek to the end fails): read until
+ * end of file.
+ */
 function readText(path: string): string {
+  if (!libcAvailable()) {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new VmsiftError(`cannot read: ${(e as Error).message}`, { file: path });
+    }
+  }
+  const fd = sysOpen(path, O_RDONLY);
+  if (fd < 0) throw new VmsiftError(`cannot open for reading: ${strerror(fd)}`, { file: path });
   try {
-    return Deno.readTextFileSync(path);
-  } catch (e) {
-    throw new VmsiftError(`cannot read: ${(e as Error).message}`, { file: path });
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (;;) {
+      const buf = new Uint8Array(64 << 10);
+      const n = sysPread(fd, buf, at);
+      if (n < 0) throw new VmsiftError(`read error: ${strerror(n)}`, { file: path, offset: at });
+      if (n === 0) break;
+      parts.push(buf.subarray(0, n));
+      at += n;
+      if (at > 64 << 20) throw new VmsiftError("more than 64 MiB of text", { file: path });
+    }
+    const all = new Uint8Array(at);
+    let pos = 0;
+    for (const p of parts) {
+      all.set(p, pos);
+      pos += p.length;
+    }
+    return new TextDecoder().decode(all);
+  } finally {
+    sysClose(fd);
   }
 }
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { formatMemUsage, measureMemUsage } from "../cli/memUsage.ts";
 import { excludedPages } from "../core/stats.ts";
 import { writeSample } from "../fixtures/sample.ts";
-import { parseMemUsage } from "../packaging/test/compareMemUsage.ts";
+import { compareTables, parseMemUsage } from "../packaging/test/compareMemUsage.ts";
 import { findVmcoreinfoNote, writeFakeKcore } from "./support/fakeKcore.ts";
 import { haveReal, realExpected, realVmcore } from "./support/fixture.ts";
 import { runVmsift, tempDirTests } from "./support/run.ts";
@@ -53,6 +53,8 @@ test("mem-usage: sample kcore gives makedumpfile's -d 31 classes; a crash kernel
   const u = measureMemUsage({ kcore, iomem: `${dir}/iomem`, imageGuard: false });
   expectCounts(u, manifest.dump_levels["31"]);
   assert.deepEqual(u.crashKernel, []);
+  // the fake kcore maps 16 MiB of "kernel text" a second time: skipped, and reported
+  assert.equal(u.kernelImageMappedTwice, 4096);
   // the printed table parses back to the same numbers (makedumpfile's layout)
   const t = parseMemUsage(formatMemUsage(u))!;
   assert.equal(t.FREE, manifest.dump_levels["31"].free);
@@ -80,10 +82,14 @@ test("mem-usage: the CLI prints makedumpfile's table; one KCORE only", async () 
   writeFakeKcore(sample.path, kcore);
   // The CLI reads this machine's /proc/iomem: compare with the library on the same file.
   const lib = measureMemUsage({ kcore, imageGuard: false });
-  const r = await runVmsift(["--mem-usage", "--no-image-guard", kcore]);
+  // with the launcher's permissions: /proc/iomem and /proc/self/status are read through libc (FFI)
+  const r = await runVmsift(["--mem-usage", "--no-image-guard", kcore], {
+    permissions: ["--allow-read", "--allow-write", "--allow-ffi"],
+  });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^TYPE\t\tPAGES\t\t\tEXCLUDABLE\tDESCRIPTION$/m);
   assert.equal(parseMemUsage(r.stdout)!.TOTAL, lib.stats.original);
+  assert.match(r.stdout, /^vmsift's own memory:\t\d+/m);
   const bad = await runVmsift(["--mem-usage", kcore, `${dir}/x`]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--mem-usage takes exactly one KCORE/);
@@ -131,4 +137,37 @@ test({
       /no VMCOREINFO note at physical/,
     );
   },
+});
+
+test("mem-usage: the guest comparison accepts a recorded QEMU run and rejects real disagreements", () => {
+  // 1 GiB guest, Debian 6.1, crashkernel=192M (packaging/test/memusage.sh, 2026-12-06): makedumpfile before,
+  // vmsift --no-image-guard, makedumpfile after; vmsift's own RssAnon 7465 pages, image mapped twice 13360
+  const t = (zero: number, cache: number, user: number, free: number, kern: number, total: number) => ({
+    ZERO: zero,
+    NON_PRI_CACHE: cache,
+    PRI_CACHE: 0,
+    USER: user,
+    FREE: free,
+    KERN_DATA: kern,
+    TOTAL: total,
+  });
+  const m1 = t(6765, 37433, 114, 145903, 36007, 226222);
+  const v = t(6855, 37483, 6448, 143324, 18752, 212862);
+  const m2 = t(8074, 37495, 114, 142757, 37782, 226222);
+  const extras = { own: 7465, twice: 13360 };
+  assert.ok(compareTables(m1, v, m2, extras).every((c) => c.ok));
+  const bad = (w: ReturnType<typeof t>) =>
+    compareTables(m1, w, m2, extras).filter((c) => !c.ok).map((c) => c.name);
+  assert.deepEqual(bad({ ...v, TOTAL: v.TOTAL - 1 }), ["TOTAL"]);
+  assert.deepEqual(bad({ ...v, USER: 114 + 7465 + 1065 + 1 }), ["USER"]);
+  assert.deepEqual(bad({ ...v, NON_PRI_CACHE: 37433 - 1065 - 1 }), ["NON_PRI_CACHE"]);
+  assert.deepEqual(bad({ ...v, FREE: 142757 - 1065 - 7465 - 1 }), ["FREE"]);
+  // without the image correction makedumpfile's Total cannot match
+  assert.deepEqual(
+    compareTables(m1, v, m2, { own: 7465, twice: 0 }).filter((c) => !c.ok).map((c) => c.name),
+    [
+      "KERN_DATA",
+      "TOTAL",
+    ],
+  );
 });

@@ -34,9 +34,11 @@ fi
   { echo "memusage: deno bundle failed"; exit 1; }
 
 # initramfs: busybox, makedumpfile, deno + their libraries, the bundle, /init
-R=$WORK/root; rm -rf "$R"; mkdir -p "$R"/{bin,sbin,usr/bin,proc,sys,dev,tmp,lib/x86_64-linux-gnu,lib64,vmsift}
+# vmsift as the package installs it: the launcher (packaging/vmsift) with the runtime and bundle beside it
+R=$WORK/root; rm -rf "$R"; mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,usr/lib/vmsift,proc,sys,dev,tmp,lib/x86_64-linux-gnu,lib64}
 cp "$BUSYBOX" "$R/bin/busybox"
-cp /usr/bin/makedumpfile "$R/usr/bin/"; cp "$DENO" "$R/usr/bin/deno"; cp "$WORK/vmsift.js" "$R/vmsift/"
+cp /usr/bin/makedumpfile "$R/usr/bin/"; cp "$SRC/packaging/vmsift" "$R/usr/sbin/vmsift"
+cp "$DENO" "$R/usr/lib/vmsift/deno"; cp "$WORK/vmsift.js" "$R/usr/lib/vmsift/"
 for b in /usr/bin/makedumpfile "$DENO"; do
   ldd "$b" | awk '/=>/ && $3 ~ /^\// {print $3} /^\t\/lib64/ {print $1}' | while read -r l; do
     case $l in /lib64/*) cp -L "$l" "$R/lib64/" ;; *) cp -L "$l" "$R/lib/x86_64-linux-gnu/" ;; esac
@@ -45,7 +47,7 @@ done
 cat > "$R/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin:/usr/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu DENO_DIR=/tmp/deno HOME=/tmp
+export PATH=/bin:/usr/bin:/usr/sbin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mount -t tmpfs -o size=60% tmp /tmp
 # page cache (tmpfs: shmem) and user memory, so that every class is non-trivial
@@ -53,11 +55,10 @@ dd if=/dev/urandom of=/tmp/rand bs=1M count=$FILL_MB 2>/dev/null
 for i in 1 2; do sh -c "x=\\\$(head -c $((FILL_MB * 1024 * 1024 / 8)) /tmp/rand | base64); touch /tmp/ok\$i; sleep 3600" & done
 while [ \$(ls /tmp/ok* 2>/dev/null | wc -l) -lt 2 ]; do sleep 1; done
 grep -i 'crash kernel' /proc/iomem; sync
-vms() { deno run --no-prompt --allow-all --v8-flags=--max-semi-space-size=1 /vmsift/vmsift.js "\$@"; }
 echo "=== MDF1"; makedumpfile --mem-usage /proc/kcore 2>&1; echo "=== RC \$?"
-echo "=== VMSIFT-NOGUARD"; vms --mem-usage --no-image-guard /proc/kcore 2>&1; echo "=== RC \$?"
+echo "=== VMSIFT-NOGUARD"; vmsift --mem-usage --no-image-guard /proc/kcore 2>&1; echo "=== RC \$?"
 echo "=== MDF2"; makedumpfile --mem-usage /proc/kcore 2>&1; echo "=== RC \$?"
-echo "=== VMSIFT"; vms --mem-usage /proc/kcore 2>&1; echo "=== RC \$?"
+echo "=== VMSIFT"; vmsift --mem-usage /proc/kcore 2>&1; echo "=== RC \$?"
 echo "=== END"; poweroff -f
 EOF
 chmod +x "$R/init"
