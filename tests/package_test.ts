@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { writeSample } from "../fixtures/sample.ts";
 import { buildDeb, DEPENDS } from "../packaging/build-deb.ts";
-import { dependencyClosure, makeDebRoot } from "./support/debRoot.ts";
+import { dependencyClosure, devNull, makeDebRoot } from "./support/debRoot.ts";
 import { haveProgram, tempDir } from "./support/run.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -297,9 +297,13 @@ Deno.test({
       "--no-kernel",
       "-m",
       "vmsift",
-      // what kdumpbase brings for kdump.sh's lines (it installs more)
+      // what kdumpbase brings for kdump.sh's lines (it installs more), and root's account as dracut's
+      // 99base module writes it
       "--install",
       "mkdir mv",
+      "--include",
+      `${root}/etc/passwd`,
+      "/etc/passwd",
       "--no-compress",
       "--no-hostonly",
       "--tmpdir",
@@ -320,6 +324,7 @@ Deno.test({
     const cp = run("/bin/sh", ["-c", `cd "${unp}" && cpio -id --quiet < "${img}"`]);
     assert.equal(cp.code, 0, cp.out);
     Deno.mkdirSync(`${unp}/tmp`, { recursive: true });
+    devNull(unp); // devtmpfs in a booted initramfs
     Deno.copyFileSync(need().samplePath, `${unp}/tmp/sample.vmcore`);
     // kdump.sh dump_fs with core_collector vmsift -l --message-level 7 -d 31, then each codec's engine
     const r = sh(

@@ -52,6 +52,12 @@ export function makeDebRoot(dir: string, packages: string[]): string[] {
   Deno.chmodSync(`${dir}/tmp`, 0o1777);
   for (const l of ["bin", "sbin", "lib", "lib64"]) Deno.symlinkSync(`usr/${l}`, `${dir}/${l}`);
   Deno.writeTextFileSync(`${dir}/var/lib/dpkg/available`, "");
+  // what every Debian system has beside its packages: root's account (base-passwd's postinst writes it; Deno
+  // needs a home directory to resolve) and, in a running system, /dev/null
+  Deno.writeTextFileSync(`${dir}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\n");
+  Deno.writeTextFileSync(`${dir}/etc/group`, "root:x:0:\n");
+  Deno.mkdirSync(`${dir}/root`, { mode: 0o700 });
+  devNull(dir);
   const pkgs = dependencyClosure(packages);
   const stanzas: string[] = [];
   for (const p of pkgs) {
@@ -86,4 +92,19 @@ export function makeDebRoot(dir: string, packages: string[]): string[] {
   }
   Deno.writeTextFileSync(`${dir}/var/lib/dpkg/status`, stanzas.join("\n\n") + "\n\n");
   return pkgs;
+}
+
+/** Make `dir`/dev/null (a character device: needs root; a test chroot without it misbehaves). */
+export function devNull(dir: string): void {
+  Deno.mkdirSync(`${dir}/dev`, { recursive: true });
+  try {
+    Deno.lstatSync(`${dir}/dev/null`);
+    return;
+  } catch { /* make it */ }
+  const r = new Deno.Command("mknod", {
+    args: ["-m", "666", `${dir}/dev/null`, "c", "1", "3"],
+    stderr: "piped",
+  })
+    .outputSync();
+  if (r.code !== 0) throw new Error(`mknod ${dir}/dev/null: ${new TextDecoder().decode(r.stderr)}`);
 }
