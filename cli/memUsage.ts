@@ -10,14 +10,14 @@ import { MemBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages } from "../core/scan.ts";
-import { excludedPages, type PageStats, pageStatsOf } from "../core/stats.ts";
+import { type PageStats, pageStatsOf } from "../core/stats.ts";
 import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
 import { iomemRanges, type PhysRange, rangesBytes } from "../formats/iomem.ts";
 import { KcoreMemory } from "../formats/kcore.ts";
 import { parseNotes } from "../formats/elfNotes.ts";
 import { kdumpLayout } from "../formats/kdump/layout.ts";
-import { libcAvailable, O_RDONLY, strerror, sysClose, sysOpen, sysPread } from "../io/libc.ts";
+import { libcAvailable, O_RDONLY, preadFull, strerror, sysClose, sysOpen } from "../io/libc.ts";
 
 /** Where the running system's facts are read from (the defaults are the real files; tests pass others). */
 export interface MemUsageSources {
@@ -43,6 +43,11 @@ export interface MemUsage {
   dumpBytesUncompressed: number;
   /** Pages of the kernel image that kcore maps twice (makedumpfile adds them to Total and KERN_DATA). */
   kernelImageMappedTwice: number;
+}
+
+/** Pages excluded at -d 31 (every class makedumpfile subtracts from the total to get KERN_DATA). */
+function excludedPages(s: PageStats): number {
+  return s.zero + s.cache + s.cachePrivate + s.user + s.free + s.hwpoison + s.offline;
 }
 
 /** Dump level --mem-usage classifies at (makedumpfile: MAX_DUMP_LEVEL). */
@@ -150,8 +155,7 @@ function readText(path: string): string {
     let at = 0;
     for (;;) {
       const buf = new Uint8Array(64 << 10);
-      const n = sysPread(fd, buf, at);
-      if (n < 0) throw new VmsiftError(`read error: ${strerror(n)}`, { file: path, offset: at });
+      const n = preadFull(fd, buf, at, path); // procfs may return less before the end: read on until 0
       if (n === 0) break;
       parts.push(buf.subarray(0, n));
       at += n;
