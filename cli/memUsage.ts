@@ -6,7 +6,6 @@
  * physical address in /sys/kernel/vmcoreinfo. The classification is the dump's, at dump level 31.
  */
 import { VmsiftError } from "../core/errors.ts";
-import { MemBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages } from "../core/scan.ts";
@@ -17,6 +16,7 @@ import { iomemRanges, type PhysRange, rangesBytes } from "../formats/iomem.ts";
 import { KcoreMemory } from "../formats/kcore.ts";
 import { parseNotes } from "../formats/elfNotes.ts";
 import { kdumpLayout } from "../formats/kdump/layout.ts";
+import { createBitmaps } from "../io/fileBitmap.ts";
 import { libcAvailable, O_RDONLY, preadFull, strerror, sysClose, sysOpen } from "../io/libc.ts";
 
 /** Where the running system's facts are read from (the defaults are the real files; tests pass others). */
@@ -29,7 +29,14 @@ export interface MemUsageSources {
   sysVmcoreinfo?: string;
   /** Keep kernel-image pages as a vmsift dump does (default true; false = makedumpfile's counts). */
   imageGuard?: boolean;
+  /** Memory for both bitmaps, bytes (default 64 MiB: a machine of 256 GiB); beyond it, files in workDir. */
+  bitmapBudget?: number;
+  /** Directory for the bitmap files of bigger machines (default /var/tmp). */
+  workDir?: string;
 }
+
+/** Default bitmap memory of --mem-usage: both bitmaps of a 256 GiB machine (the first kernel has memory). */
+export const MEM_USAGE_BITMAP_BUDGET = 64 << 20;
 
 /** What --mem-usage measured. */
 export interface MemUsage {
@@ -65,14 +72,23 @@ export function measureMemUsage(src: MemUsageSources): MemUsage {
     const { info, source } = kcoreVmcoreinfo(mem, src.sysVmcoreinfo ?? "/sys/kernel/vmcoreinfo");
     const model = buildMemoryModel(mem, info, { kernelImageGuard: src.imageGuard ?? true });
     const { maxMapnr, pageSize } = model;
-    const bitmap1 = new MemBitmap(maxMapnr);
-    const bitmap2 = new MemBitmap(maxMapnr);
-    const original = markPresentPages(mem.segments, pageSize, maxMapnr, bitmap1);
-    markPresentPages(mem.segments, pageSize, maxMapnr, bitmap2);
-    const scan = excludeUnnecessaryPages(model, MEM_USAGE_LEVEL, bitmap1, bitmap2);
-    // makedumpfile checks zero pages after the struct-page exclusion (only pages still dumpable).
-    const zero = excludeZeroPages(mem, bitmap2, maxMapnr, pageSize);
-    const stats = pageStatsOf(original, maxMapnr, scan.counts, zero);
+    const bitmaps = createBitmaps(maxMapnr, {
+      budgetBytes: src.bitmapBudget ?? MEM_USAGE_BITMAP_BUDGET,
+      dir: src.workDir ?? "/var/tmp",
+    });
+    let stats: PageStats;
+    let zero: number;
+    try {
+      const { bitmap1, bitmap2 } = bitmaps;
+      const original = markPresentPages(mem.segments, pageSize, maxMapnr, bitmap1);
+      markPresentPages(mem.segments, pageSize, maxMapnr, bitmap2);
+      const scan = excludeUnnecessaryPages(model, MEM_USAGE_LEVEL, bitmap1, bitmap2);
+      // makedumpfile checks zero pages after the struct-page exclusion (only pages still dumpable).
+      zero = excludeZeroPages(mem, bitmap2, maxMapnr, pageSize);
+      stats = pageStatsOf(original, maxMapnr, scan.counts, zero);
+    } finally {
+      bitmaps.close();
+    }
     const kept = stats.original - excludedPages(stats);
     const layout = kdumpLayout({
       maxMapnr,
@@ -216,8 +232,16 @@ export function formatMemUsage(u: MemUsage): string {
 }
 
 /** The --mem-usage command: measure, print the table on stdout; returns the exit status. */
-export function runMemUsageCommand(kcore: string, opts: { imageGuard: boolean }): number {
-  const text = formatMemUsage(measureMemUsage({ kcore, imageGuard: opts.imageGuard }));
+export function runMemUsageCommand(
+  kcore: string,
+  opts: { imageGuard: boolean; workDir?: string; cyclicBufferKiB?: number },
+): number {
+  const text = formatMemUsage(measureMemUsage({
+    kcore,
+    imageGuard: opts.imageGuard,
+    workDir: opts.workDir,
+    bitmapBudget: opts.cyclicBufferKiB !== undefined ? opts.cyclicBufferKiB * 1024 : undefined,
+  }));
   // The measuring process is part of the live system: its anonymous memory is in USER (Deno: ~20 MiB).
   const anon = /^RssAnon:\s+(\d+) kB/m.exec(readText("/proc/self/status"));
   const own = anon

@@ -54,6 +54,15 @@ test("mem-usage: sample kcore gives makedumpfile's -d 31 classes; a crash kernel
   assert.deepEqual(u.crashKernel, []);
   // the fake kcore maps 16 MiB of "kernel text" a second time: skipped, and reported
   assert.equal(u.kernelImageMappedTwice, 4096);
+  // bitmaps beyond the budget go to files in the work directory (big machines): same counts
+  const f = measureMemUsage({
+    kcore,
+    iomem: `${dir}/iomem`,
+    imageGuard: false,
+    bitmapBudget: 4096,
+    workDir: dir,
+  });
+  assert.deepEqual(f.stats, u.stats);
   // the printed table parses back to the same numbers (makedumpfile's layout)
   const t = parseMemUsage(formatMemUsage(u))!;
   assert.equal(t.FREE, manifest.dump_levels["31"].free);
