@@ -10,7 +10,6 @@ import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts
 import { prepareDecoders } from "./formats/codecs/registry.ts";
 import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
 import { runReassembleCommand, runRebuildCommand } from "./cli/streamCommands.ts";
-import { runMemUsageCommand } from "./cli/memUsage.ts";
 
 /** Version of vmsift. */
 export const VERSION = "0.1.0";
@@ -42,7 +41,7 @@ export async function main(args: string[]): Promise<number> {
   const msg = new Messages(opts.messageLevel, opts.flat);
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
-    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop" && cmd.kind !== "memUsage") await prepareDecoders();
+    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop") await prepareDecoders();
     switch (cmd.kind) {
       case "dump": {
         await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg, cmd.splitFiles);
@@ -61,7 +60,8 @@ export async function main(args: string[]): Promise<number> {
       case "verify":
         return runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
       case "memUsage":
-        return runMemUsageCommand(cmd.kcore, opts);
+        // loaded only for this command (a dump never initializes it)
+        return (await import("./cli/memUsage.ts")).runMemUsageCommand(cmd.kcore, opts);
     }
   } catch (e) {
     if (e instanceof VmsiftError) {
