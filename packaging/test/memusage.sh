@@ -8,7 +8,8 @@
 # no_timer_check: under load, TCG can miss the kernel's IO-APIC timer check (a panic at boot).
 # Usage: packaging/test/memusage.sh [MEM=1G] [CRASHKERNEL=192M] [KVER=6.1.0-56-amd64] [TIMEOUT=900]
 #   WORK (default /var/tmp/vmsift-memusage): kernel, initramfs and the run's serial log.
-#   Exit status 0 when every class agrees (see TOLERANCE below), 1 otherwise, 77 when it cannot run here.
+#   Exit status 0 when every class agrees (packaging/test/compareMemUsage.ts), 1 otherwise, 77 when it
+#   cannot run here.
 set -uo pipefail
 for a in "$@"; do export "$a"; done
 MEM=${MEM:-1G}; CRASHKERNEL=${CRASHKERNEL:-192M}; KVER=${KVER:-6.1.0-56-amd64}; TIMEOUT=${TIMEOUT:-900}
