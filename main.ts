@@ -70,6 +70,9 @@ export async function main(args: string[]): Promise<number> {
         return runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
       case "symbols":
         return runSymbolsCommand(cmd.vmcore, cmd.name, opts);
+      case "memUsage":
+        // loaded only for this command (a dump never initializes it)
+        return (await import("./cli/memUsage.ts")).runMemUsageCommand(cmd.kcore, opts);
     }
   } catch (e) {
     if (e instanceof VmsiftError) {

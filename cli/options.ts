@@ -25,6 +25,7 @@ export type Command =
   | { kind: "reassemble"; inputs: string[]; dumpfile: string }
   | { kind: "dmesg"; vmcore: string; logfile: string }
   | { kind: "vtop"; vmcore: string; vaddr: bigint }
+  | { kind: "memUsage"; kcore: string }
   | { kind: "info"; dumpfile: string }
   | { kind: "verify"; dumpfile: string; vmcore: string }
   | { kind: "symbols"; vmcore: string; name?: string };
@@ -147,7 +148,6 @@ const NOT_YET: Record<string, string> = {
   g: "-g (generate VMCOREINFO)",
   X: "-X (Xen)",
   eppic: "--eppic",
-  "mem-usage": "--mem-usage",
 };
 
 /** Parse a dump level list `31` or `31,1` (each 0-31). */
@@ -304,6 +304,10 @@ export function parseCommandLine(argv: string[]): CliOptions {
     if (!/^[0-9a-f]{1,16}$/i.test(s)) throw new UsageError(`--vtop: '${v.vtop}' is not a hex address`);
     return { ...opts, command: { kind: "vtop", vmcore: pos[0], vaddr: BigInt("0x" + s) } };
   }
+  if (v["mem-usage"]) {
+    if (pos.length !== 1) throw new UsageError("--mem-usage takes exactly one KCORE (/proc/kcore)");
+    return { ...opts, command: { kind: "memUsage", kcore: pos[0] } };
+  }
   if (v["dump-dmesg"]) {
     if (pos.length !== 2) throw new UsageError("--dump-dmesg takes VMCORE LOGFILE");
     return { ...opts, command: { kind: "dmesg", vmcore: pos[0], logfile: pos[1] } };
@@ -406,6 +410,7 @@ Usage:
   vmsift -E [-d LEVEL] VMCORE DUMPFILE
   vmsift --dump-dmesg [-i VMCOREINFO] VMCORE LOGFILE
   vmsift --vtop VADDR VMCORE
+  vmsift --mem-usage /proc/kcore
   vmsift info [--json] DUMPFILE
   vmsift verify [--json] DUMPFILE VMCORE
   vmsift symbols [--json] VMCORE [NAME]
@@ -440,6 +445,8 @@ Options (makedumpfile's names):
   --dry-run           do everything but write DUMPFILE
   --dump-dmesg        write the kernel log of VMCORE to LOGFILE
   --vtop VADDR        print the page-table walk for a kernel virtual address
+  --mem-usage         on the running system (/proc/kcore, root): page classes as makedumpfile
+                      prints them and the size of a -d 31 dump, to size crashkernel= and the target
   --no-image-guard    exclude kernel-image pages by their struct page like makedumpfile does
                       (default: the live parts of the kernel image, bounded by the dump's
                       kallsyms, are always kept; makedumpfile issue 21)

@@ -1,0 +1,206 @@
+/**
+ * /proc/kcore of the running kernel as physical memory (for `--mem-usage`). kcore is an ELF core whose
+ * PT_LOADs are kernel virtual ranges: the direct map of each System RAM range (p_paddr = its physical
+ * address), the kernel text (p_paddr = its physical address too, so it overlaps RAM), vmalloc and vmemmap
+ * (p_paddr = -1). Only the direct-map RAM segments are memory here, minus the ranges the caller leaves out
+ * (the crashkernel= reservation), as makedumpfile's get_kcore_dump_loads() does.
+ */
+import { VmsiftError } from "../core/errors.ts";
+import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
+import { PositionalFile } from "../io/positionalFile.ts";
+import { type ElfNote, parseNotes } from "./elfNotes.ts";
+import type { PhysRange } from "./iomem.ts";
+
+const PT_LOAD = 1;
+const PT_NOTE = 4;
+const EM_X86_64 = 62;
+const ET_CORE = 4;
+/** x86_64 __START_KERNEL_map: the kernel text's segment lies above it, the direct map below. */
+const START_KERNEL_MAP = 0xffffffff80000000n;
+const NOT_PADDR = 0xffffffffffffffffn;
+/** Bounds on what is read from the headers (kcore has a few dozen PT_LOADs and KiB of notes). */
+const MAX_PHNUM = 1 << 16;
+const MAX_NOTE_BYTES = 16 << 20;
+
+/** Options of KcoreMemory.open. */
+export interface KcoreOptions {
+  /** Physical ranges to leave out (the crash kernel reservation): they become memory holes. */
+  exclude?: readonly PhysRange[];
+}
+
+/** The running system's RAM, read through /proc/kcore. */
+export class KcoreMemory implements PhysicalMemory {
+  readonly label: string;
+  readonly segments: PhysSegment[];
+  readonly notes: ElfNote[];
+  /** Bytes of RAM segments removed because they lie in an excluded range. */
+  readonly excludedBytes: number;
+  /**
+   * Bytes of the kernel-text segment (above __START_KERNEL_map, with a physical address): RAM that kcore
+   * maps a second time. makedumpfile keeps it as a second PT_LOAD and counts those pages twice.
+   */
+  readonly textBytes: number;
+  #file: PositionalFile;
+
+  private constructor(
+    file: PositionalFile,
+    segments: PhysSegment[],
+    notes: ElfNote[],
+    excludedBytes: number,
+    textBytes: number,
+  ) {
+    this.label = file.path;
+    this.#file = file;
+    this.segments = segments;
+    this.notes = notes;
+    this.excludedBytes = excludedBytes;
+    this.textBytes = textBytes;
+  }
+
+  /** Open and parse `path` (normally /proc/kcore; needs root). Throws VmsiftError with file and offset. */
+  static open(path: string, opts: KcoreOptions = {}): KcoreMemory {
+    const file = PositionalFile.open(path);
+    try {
+      return KcoreMemory.#parse(file, opts.exclude ?? []);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+
+  static #parse(file: PositionalFile, exclude: readonly PhysRange[]): KcoreMemory {
+    const path = file.path;
+    const eh = new Uint8Array(64);
+    if (file.readAt(0, eh) !== 64) {
+      throw new VmsiftError("not an ELF file (too short)", { file: path, offset: 0 });
+    }
+    const dv = new DataView(eh.buffer);
+    if (dv.getUint32(0, false) !== 0x7f454c46 || eh[4] !== 2 || eh[5] !== 1) {
+      throw new VmsiftError("not a little-endian ELF64 file", { file: path, offset: 0 });
+    }
+    if (dv.getUint16(16, true) !== ET_CORE || dv.getUint16(18, true) !== EM_X86_64) {
+      throw new VmsiftError("not an x86_64 ELF core (kcore)", { file: path, offset: 16 });
+    }
+    const phoff = Number(dv.getBigUint64(32, true));
+    const phnum = dv.getUint16(56, true);
+    if (dv.getUint16(54, true) !== 56 || phnum === 0 || phnum > MAX_PHNUM) {
+      throw new VmsiftError(`implausible program headers (e_phnum ${phnum})`, { file: path, offset: 54 });
+    }
+    const ph = new Uint8Array(phnum * 56);
+    if (file.readAt(phoff, ph) !== ph.length) {
+      throw new VmsiftError("program headers are truncated", { file: path, offset: phoff });
+    }
+    const pv = new DataView(ph.buffer);
+    const ram: PhysSegment[] = [];
+    const notes: ElfNote[] = [];
+    let textBytes = 0;
+    for (let i = 0; i < phnum; i++) {
+      const b = i * 56;
+      const type = pv.getUint32(b, true);
+      const offset = pv.getBigUint64(b + 8, true);
+      const vaddr = pv.getBigUint64(b + 16, true);
+      const paddr = pv.getBigUint64(b + 24, true);
+      const filesz = pv.getBigUint64(b + 32, true);
+      if (type === PT_NOTE) {
+        if (filesz > BigInt(MAX_NOTE_BYTES)) {
+          throw new VmsiftError(`PT_NOTE of ${filesz} bytes is implausible`, {
+            file: path,
+            offset: phoff + b,
+          });
+        }
+        const bytes = new Uint8Array(Number(filesz));
+        file.readExact(Number(offset), bytes);
+        notes.push(...parseNotes(bytes, Number(offset), path));
+        continue;
+      }
+      // Direct-map RAM only: the text segment (above __START_KERNEL_map) repeats part of it.
+      if (type === PT_LOAD && paddr !== NOT_PADDR && vaddr >= START_KERNEL_MAP) textBytes += Number(filesz);
+      if (type !== PT_LOAD || paddr === NOT_PADDR || vaddr >= START_KERNEL_MAP || filesz === 0n) continue;
+      if (paddr + filesz > 1n << 52n || offset + filesz > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new VmsiftError(`PT_LOAD ${i} is out of range (paddr 0x${paddr.toString(16)})`, {
+          file: path,
+          offset: phoff + b,
+        });
+      }
+      const size = Number(filesz);
+      ram.push({ paddr: Number(paddr), memSize: size, fileSize: size, fileOffset: Number(offset), vaddr });
+    }
+    if (ram.length === 0) {
+      throw new VmsiftError("no PT_LOAD of RAM with a physical address (kernel older than 4.11?)", {
+        file: path,
+        offset: phoff,
+      });
+    }
+    ram.sort((a, b) => a.paddr - b.paddr);
+    for (let i = 1; i < ram.length; i++) {
+      if (ram[i].paddr < ram[i - 1].paddr + ram[i - 1].memSize) {
+        throw new VmsiftError(`RAM segments overlap at physical 0x${ram[i].paddr.toString(16)}`, {
+          file: path,
+          offset: phoff,
+        });
+      }
+    }
+    const kept = subtractRanges(ram, exclude);
+    const before = ram.reduce((s, x) => s + x.memSize, 0);
+    const after = kept.reduce((s, x) => s + x.memSize, 0);
+    return new KcoreMemory(file, kept, notes, before - after, textBytes);
+  }
+
+  /** The VMCOREINFO note (kernels from 4.19 put one in kcore), if any. */
+  get vmcoreinfoNote(): ElfNote | undefined {
+    return this.notes.find((n) => n.name === "VMCOREINFO" && n.type === 0);
+  }
+
+  readPhys(paddr: number, out: Uint8Array): boolean {
+    let pos = 0;
+    let idx = findSegment(this.segments, paddr);
+    while (pos < out.length) {
+      if (idx < 0 || idx >= this.segments.length) return false;
+      const s = this.segments[idx];
+      const a = paddr + pos;
+      if (a < s.paddr || a >= s.paddr + s.memSize) return false;
+      const n = Math.min(out.length - pos, s.paddr + s.memSize - a);
+      this.#file.readExact(s.fileOffset + (a - s.paddr), out.subarray(pos, pos + n));
+      pos += n;
+      idx++;
+    }
+    return true;
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** `segments` (sorted) without the bytes inside any of `ranges`; pieces keep their file offsets. */
+export function subtractRanges(
+  segments: readonly PhysSegment[],
+  ranges: readonly PhysRange[],
+): PhysSegment[] {
+  let cur = [...segments];
+  for (const r of ranges) {
+    const next: PhysSegment[] = [];
+    for (const s of cur) {
+      const end = s.paddr + s.memSize;
+      if (r.end <= s.paddr || r.start >= end) {
+        next.push(s);
+        continue;
+      }
+      if (r.start > s.paddr) next.push(piece(s, s.paddr, r.start));
+      if (r.end < end) next.push(piece(s, r.end, end));
+    }
+    cur = next;
+  }
+  return cur;
+}
+
+function piece(s: PhysSegment, start: number, end: number): PhysSegment {
+  const rel = start - s.paddr;
+  return {
+    paddr: start,
+    memSize: end - start,
+    fileSize: Math.max(0, Math.min(end - start, s.fileSize - rel)),
+    fileOffset: s.fileOffset + rel,
+    vaddr: s.vaddr + BigInt(rel),
+  };
+}
