@@ -5,7 +5,7 @@
 import { createBitmaps } from "../io/fileBitmap.ts";
 import type { PfnBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
-import { markPresentPages } from "../core/presentPages.ts";
+import { countPagesPerLoad, markDumpablePages, markPresentPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
 import { type PageStats, pageStatsOf } from "../core/stats.ts";
@@ -139,6 +139,7 @@ async function runDumpAtLevel(req: DumpRequest, lastLevel: boolean): Promise<Dum
       bitmaps.close();
     }
   } finally {
+    if (core.mmapFallback !== undefined) req.debug?.(`input: ${core.mmapFallback}`);
     core.close();
   }
 }
@@ -158,7 +159,7 @@ async function dumpWithBitmaps(
   announce();
   {
     const original = markPresentPages(core.segments, pageSize, maxMapnr, bitmap1);
-    markPresentPages(core.segments, pageSize, maxMapnr, bitmap2);
+    markDumpablePages(core.loads, pageSize, maxMapnr, bitmap2);
     // The scan itself decides whether this level needs struct pages (hwpoison/offline need them at any level).
     const scan: ScanResult = excludeUnnecessaryPages(model, req.dumpLevel, bitmap1, bitmap2);
     const vmemmap = req.excludeVmemmap ? excludeVmemmapPages(model, bitmap1, bitmap2) : undefined;
@@ -181,7 +182,8 @@ async function dumpWithBitmaps(
     };
     const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
     const write = await writeForm(req, control, src, extraStatus, core);
-    const stats = pageStatsOf(original, maxMapnr, scan.counts, write.zeroPages);
+    const overlap = countPagesPerLoad(core.loads, pageSize, maxMapnr) - original;
+    const stats = pageStatsOf(original, maxMapnr, scan.counts, write.zeroPages, overlap);
     return {
       stats,
       scan,
@@ -237,7 +239,9 @@ async function writeForm(
           maxMapnr: src.maxMapnr,
           pageSize: src.pageSize,
           noteBytes: src.noteBytes,
-          segments: core.segments,
+          // The input's PT_LOADs in program-header order, overlapping ones included (makedumpfile writes
+          // kexec's kernel-image load and the System RAM load holding it, each with its pages).
+          segments: core.loads,
           ...inputElfHeaders(core),
           // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
           beyondMaxMapnr: "exclude",

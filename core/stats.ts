@@ -22,6 +22,11 @@ export interface PageStats {
   keptKernelImage: number;
   /** Pages kept because their struct page could not be read or translated. */
   keptUnreadable: number;
+  /**
+   * Pages held by more than one PT_LOAD, counted once in `original` (makedumpfile counts them once per
+   * load: kexec's kernel-image load lies inside System RAM). 0 or absent when no loads overlap.
+   */
+  overlapPages?: number;
 }
 
 /** Pages excluded in all. */
@@ -62,6 +67,12 @@ export function formatReport(s: PageStats): string {
     "--------------------------------------------------",
     `Total pages     : ${h16(s.total)}`,
   );
+  if (s.overlapPages) {
+    lines.push(
+      `(vmsift counts each page once: ${s.overlapPages} pages are held by two PT_LOADs; makedumpfile ` +
+        `counts them twice, Original pages ${h16(s.original + s.overlapPages)})`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -99,6 +110,7 @@ export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<stri
     total: s.total,
     kept_kernel_image: s.keptKernelImage,
     kept_unreadable: s.keptUnreadable,
+    ...(s.overlapPages ? { overlap_pages: s.overlapPages } : {}),
     ...more,
   };
 }
@@ -115,8 +127,17 @@ export interface ClassCounts {
   keptUnreadable: number;
 }
 
-/** PageStats of a dump from its present pages, max_mapnr, the scan's counts and the writer's zero pages. */
-export function pageStatsOf(original: number, maxMapnr: number, c: ClassCounts, zero: number): PageStats {
+/**
+ * PageStats of a dump from its present pages, max_mapnr, the scan's counts, the writer's zero pages and the
+ * pages held by more than one PT_LOAD (see PageStats.overlapPages).
+ */
+export function pageStatsOf(
+  original: number,
+  maxMapnr: number,
+  c: ClassCounts,
+  zero: number,
+  overlapPages = 0,
+): PageStats {
   return {
     original,
     zero,
@@ -130,5 +151,6 @@ export function pageStatsOf(original: number, maxMapnr: number, c: ClassCounts, 
     total: maxMapnr,
     keptKernelImage: c.keptKernelImage,
     keptUnreadable: c.keptUnreadable,
+    ...(overlapPages > 0 ? { overlapPages } : {}),
   };
 }

@@ -3,12 +3,21 @@ import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/phys
 import { MappedFile } from "../io/mappedFile.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
 import { type ElfNote, NT_PRSTATUS, parseNotes } from "./elfNotes.ts";
+import {
+  checkOverlapMappings,
+  type ElfLoad,
+  overlapSamples,
+  resolveLoads,
+  SAMPLE_BYTES,
+} from "./elfLoads.ts";
 
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 const EM_X86_64 = 62;
 const ET_CORE = 4;
 const PN_XNUM = 0xffff;
+/** makedumpfile's NOT_PADDR: a PT_LOAD with no physical address. */
+const NOT_PADDR = 0xffffffffffffffffn;
 /** x86_64 physical addresses have at most 52 bits (MAX_PHYSMEM_BITS with 5-level paging). */
 const MAX_PHYS_ADDR = 2 ** 52;
 /** Bound on program headers read from an untrusted file (a real vmcore has one per RAM range + notes). */
@@ -22,6 +31,200 @@ export interface NoteSegment {
   bytes: Uint8Array;
 }
 
+/** Everything the headers of an ELF vmcore say (ELF header, program headers, notes), before any page data. */
+export interface ElfCoreHeaders {
+  /** Every PT_LOAD with p_memsz > 0, in program-header order (the kernel-image load of kexec first). */
+  loads: ElfLoad[];
+  /** The physical memory view: sorted, non-overlapping (see formats/elfLoads.ts). */
+  segments: PhysSegment[];
+  /** All PT_NOTE segments concatenated (normally one: the crash kernel merges the per-CPU notes). */
+  noteSegment: NoteSegment;
+  notes: ElfNote[];
+  /** e_flags (bit 0 = incomplete dump, set by makedumpfile -E). */
+  eFlags: number;
+  phoff: number;
+}
+
+/**
+ * Parse the headers of an ELF64 x86_64 core. With `requireData` (the default) every PT_LOAD's file data must
+ * lie inside the file; without it only the ELF header, the program headers and the notes must (the captured
+ * 64 KiB heads of /proc/vmcore in tests). Throws VmsiftError naming the file and offset on anything malformed.
+ */
+export function readElfCoreHeaders(
+  file: Pick<PositionalFile, "path" | "size" | "readExact">,
+  opts: { requireData?: boolean } = {},
+): ElfCoreHeaders {
+  const path = file.path;
+  const requireData = opts.requireData !== false;
+  if (file.size < 64) {
+    throw new VmsiftError(`not an ELF file: only ${file.size} bytes`, { file: path, offset: 0 });
+  }
+  const eh = new Uint8Array(64);
+  file.readExact(0, eh);
+  if (!ElfCore.sniff(eh)) throw new VmsiftError("not an ELF file (bad magic)", { file: path, offset: 0 });
+  if (eh[4] === 1) {
+    throw new VmsiftError(
+      "ELF32 vmcore (EI_CLASS 1) is not supported: vmsift reads ELF64 only; load the crash kernel without " +
+        "kexec's --elf32-core-headers",
+      { file: path, offset: 4 },
+    );
+  }
+  if (eh[4] !== 2) throw new VmsiftError(`not ELF64 (EI_CLASS ${eh[4]})`, { file: path, offset: 4 });
+  if (eh[5] !== 1) throw new VmsiftError(`not little-endian (EI_DATA ${eh[5]})`, { file: path, offset: 5 });
+  const dv = new DataView(eh.buffer);
+  const type = dv.getUint16(16, true);
+  const machine = dv.getUint16(18, true);
+  if (type !== ET_CORE) {
+    throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
+  }
+  if (machine !== EM_X86_64) {
+    throw new VmsiftError(`unsupported machine ${machine} (only x86_64 = 62)`, { file: path, offset: 18 });
+  }
+  const phoff = u64n(dv, 32, path);
+  const shoff = u64n(dv, 40, path);
+  const eFlags = dv.getUint32(48, true);
+  const phentsize = dv.getUint16(54, true);
+  let phnum = dv.getUint16(56, true);
+  const shentsize = dv.getUint16(58, true);
+  if (phentsize !== 56) {
+    throw new VmsiftError(`e_phentsize is ${phentsize}, expected 56`, { file: path, offset: 54 });
+  }
+  if (phnum === PN_XNUM) {
+    // Real count in section header 0's sh_info.
+    if (shoff === 0 || shentsize < 64 || shoff + 64 > file.size) {
+      throw new VmsiftError("e_phnum is PN_XNUM but there is no section header 0", {
+        file: path,
+        offset: 56,
+      });
+    }
+    const sh = new Uint8Array(64);
+    file.readExact(shoff, sh);
+    phnum = new DataView(sh.buffer).getUint32(44, true);
+  }
+  if (phnum === 0) throw new VmsiftError("no program headers (e_phnum 0)", { file: path, offset: 56 });
+  if (phnum > MAX_PHNUM) {
+    throw new VmsiftError(`e_phnum ${phnum} is implausible`, { file: path, offset: 56 });
+  }
+  if (phoff + phnum * 56 > file.size) {
+    throw new VmsiftError(
+      `program headers (${phnum} x 56 bytes at 0x${
+        phoff.toString(16)
+      }) are truncated: file is ${file.size} bytes`,
+      { file: path, offset: phoff },
+    );
+  }
+  const ph = new Uint8Array(phnum * 56);
+  file.readExact(phoff, ph);
+  const pv = new DataView(ph.buffer);
+  const loads: ElfLoad[] = [];
+  const noteParts: NoteSegment[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const b = i * 56;
+    const at = phoff + b;
+    const pType = pv.getUint32(b, true);
+    if (pType !== PT_LOAD && pType !== PT_NOTE) continue;
+    const what = pType === PT_LOAD ? "PT_LOAD" : "PT_NOTE";
+    if (pType === PT_LOAD && pv.getBigUint64(b + 24, true) === NOT_PADDR) {
+      throw new VmsiftError(
+        `program header ${i}: PT_LOAD without a physical address (p_paddr 0xffffffffffffffff)`,
+        { file: path, offset: at + 24 },
+      );
+    }
+    const offset = u64n(pv, b + 8, path, at + 8);
+    const vaddr = pv.getBigUint64(b + 16, true);
+    const paddr = u64n(pv, b + 24, path, at + 24);
+    const filesz = u64n(pv, b + 32, path, at + 32);
+    const memsz = u64n(pv, b + 40, path, at + 40);
+    if ((pType === PT_NOTE || requireData) && offset + filesz > file.size) {
+      throw new VmsiftError(
+        `program header ${i} (${what} paddr 0x${paddr.toString(16)}) ` +
+          `needs bytes up to 0x${(offset + filesz).toString(16)} but the file is 0x${
+            file.size.toString(16)
+          } bytes`,
+        { file: path, offset: at },
+      );
+    }
+    if (pType === PT_NOTE) {
+      if (filesz > MAX_NOTE_BYTES) {
+        throw new VmsiftError(`PT_NOTE of ${filesz} bytes is implausible`, { file: path, offset: at });
+      }
+      const bytes = new Uint8Array(filesz);
+      file.readExact(offset, bytes);
+      noteParts.push({ fileOffset: offset, bytes });
+    } else {
+      if (filesz > memsz) {
+        throw new VmsiftError(`PT_LOAD ${i}: p_filesz > p_memsz`, { file: path, offset: at });
+      }
+      if (memsz === 0) continue;
+      if (paddr + memsz > MAX_PHYS_ADDR) {
+        throw new VmsiftError(
+          `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond x86_64's 52-bit limit`,
+          { file: path, offset: at },
+        );
+      }
+      loads.push({
+        paddr,
+        memSize: memsz,
+        fileSize: filesz,
+        fileOffset: offset,
+        vaddr,
+        phdrIndex: i,
+        phdrOffset: at,
+      });
+    }
+  }
+  if (loads.length === 0) throw new VmsiftError("no PT_LOAD segments", { file: path, offset: phoff });
+  const segments = resolveLoads(loads, path);
+  checkOverlapMappings(loads, path);
+  let noteSegment: NoteSegment;
+  const notes: ElfNote[] = [];
+  if (noteParts.length === 0) {
+    noteSegment = { fileOffset: 0, bytes: new Uint8Array(0) };
+  } else if (noteParts.length === 1) {
+    noteSegment = noteParts[0];
+    notes.push(...parseNotes(noteSegment.bytes, noteSegment.fileOffset, path));
+  } else {
+    // Several PT_NOTEs: parse each with its own offset; the copied blob is their concatenation.
+    const total = noteParts.reduce((s, p) => s + p.bytes.length, 0);
+    const all = new Uint8Array(total);
+    let pos = 0;
+    for (const p of noteParts) {
+      all.set(p.bytes, pos);
+      notes.push(...parseNotes(p.bytes, p.fileOffset, path));
+      pos += p.bytes.length;
+    }
+    noteSegment = { fileOffset: noteParts[0].fileOffset, bytes: all };
+  }
+  return { loads, segments, noteSegment, notes, eFlags, phoff };
+}
+
+/**
+ * Compare the sampled pages of every overlap of two loads (see formats/elfLoads.ts): loads that hold the
+ * same physical memory must hold the same bytes. Throws naming the first differing byte's file offset.
+ */
+export function checkOverlapContents(
+  file: Pick<PositionalFile, "path" | "readExact">,
+  loads: readonly ElfLoad[],
+): void {
+  const a = new Uint8Array(SAMPLE_BYTES), b = new Uint8Array(SAMPLE_BYTES);
+  for (const s of overlapSamples(loads)) {
+    const x = a.subarray(0, s.length), y = b.subarray(0, s.length);
+    file.readExact(s.firstOffset, x);
+    file.readExact(s.otherOffset, y);
+    for (let i = 0; i < s.length; i++) {
+      if (x[i] === y[i]) continue;
+      throw new VmsiftError(
+        `PT_LOADs ${s.first.phdrIndex} and ${s.other.phdrIndex} both hold physical 0x${
+          (s.paddr + i).toString(16)
+        } but their bytes differ (0x${x[i].toString(16)} at file offset 0x${
+          (s.firstOffset + i).toString(16)
+        }): they cannot be the same memory`,
+        { file: file.path, offset: s.otherOffset + i },
+      );
+    }
+  }
+}
+
 /**
  * An ELF64 little-endian x86_64 core (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E output).
  * Program headers may start anywhere (QEMU 7.2 puts section headers first, e_phoff = 192).
@@ -29,7 +232,10 @@ export interface NoteSegment {
 export class ElfCore implements PhysicalMemory {
   readonly label: string;
   readonly file: PositionalFile;
+  /** The physical memory view: sorted, non-overlapping, each byte from the first PT_LOAD holding it. */
   readonly segments: PhysSegment[];
+  /** Every PT_LOAD in program-header order, as written (kexec's kernel-image load overlaps a RAM load). */
+  readonly loads: ElfLoad[];
   /** All PT_NOTE segments concatenated (normally one). */
   readonly noteSegment: NoteSegment;
   readonly notes: ElfNote[];
@@ -38,34 +244,36 @@ export class ElfCore implements PhysicalMemory {
   readonly phoff: number;
   /** Page data is copied out of an mmap window when possible (see io/mappedFile.ts), else read(). */
   mapped: MappedFile | undefined;
+  /**
+   * Set when an mmap of the input failed after a successful start and reads went on with read() (what
+   * makedumpfile does): the error, for a message.
+   */
+  mmapFallback: string | undefined;
 
-  private constructor(
-    file: PositionalFile,
-    segments: PhysSegment[],
-    noteSegment: NoteSegment,
-    notes: ElfNote[],
-    eFlags: number,
-    phoff: number,
-  ) {
+  private constructor(file: PositionalFile, h: ElfCoreHeaders) {
     this.label = file.path;
     this.file = file;
-    this.segments = segments;
-    this.noteSegment = noteSegment;
-    this.notes = notes;
-    this.eFlags = eFlags;
-    this.phoff = phoff;
+    this.segments = h.segments;
+    this.loads = h.loads;
+    this.noteSegment = h.noteSegment;
+    this.notes = h.notes;
+    this.eFlags = h.eFlags;
+    this.phoff = h.phoff;
     this.mapped = undefined;
+    this.mmapFallback = undefined;
   }
 
   /**
-   * Open and parse; throws VmsiftError naming the file and offset on any malformed header. Page data is
-   * read through an mmap window when the FFI permission is granted and the file can be mapped
-   * (`mmap: false` forces read()).
+   * Open and parse; throws VmsiftError naming the file and offset on any malformed header or on overlapping
+   * PT_LOADs that cannot be the same memory. Page data is read through an mmap window when the FFI
+   * permission is granted and the file can be mapped (`mmap: false` forces read()).
    */
   static open(path: string, opts: { mmap?: boolean } = {}): ElfCore {
     const file = PositionalFile.open(path);
     try {
-      const core = ElfCore.#parse(file);
+      const headers = readElfCoreHeaders(file);
+      checkOverlapContents(file, headers.loads);
+      const core = new ElfCore(file, headers);
       if (opts.mmap !== false) core.mapped = MappedFile.open(path, file.size);
       return core;
     } catch (e) {
@@ -77,138 +285,6 @@ export class ElfCore implements PhysicalMemory {
   /** True when the first bytes look like an ELF file. */
   static sniff(head: Uint8Array): boolean {
     return head.length >= 4 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c && head[3] === 0x46;
-  }
-
-  static #parse(file: PositionalFile): ElfCore {
-    const path = file.path;
-    if (file.size < 64) {
-      throw new VmsiftError(`not an ELF file: only ${file.size} bytes`, { file: path, offset: 0 });
-    }
-    const eh = new Uint8Array(64);
-    file.readExact(0, eh);
-    if (!ElfCore.sniff(eh)) throw new VmsiftError("not an ELF file (bad magic)", { file: path, offset: 0 });
-    if (eh[4] !== 2) throw new VmsiftError(`not ELF64 (EI_CLASS ${eh[4]})`, { file: path, offset: 4 });
-    if (eh[5] !== 1) throw new VmsiftError(`not little-endian (EI_DATA ${eh[5]})`, { file: path, offset: 5 });
-    const dv = new DataView(eh.buffer);
-    const type = dv.getUint16(16, true);
-    const machine = dv.getUint16(18, true);
-    if (type !== ET_CORE) {
-      throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
-    }
-    if (machine !== EM_X86_64) {
-      throw new VmsiftError(`unsupported machine ${machine} (only x86_64 = 62)`, { file: path, offset: 18 });
-    }
-    const phoff = u64n(dv, 32, path);
-    const shoff = u64n(dv, 40, path);
-    const eFlags = dv.getUint32(48, true);
-    const phentsize = dv.getUint16(54, true);
-    let phnum = dv.getUint16(56, true);
-    const shentsize = dv.getUint16(58, true);
-    if (phentsize !== 56) {
-      throw new VmsiftError(`e_phentsize is ${phentsize}, expected 56`, { file: path, offset: 54 });
-    }
-    if (phnum === PN_XNUM) {
-      // Real count in section header 0's sh_info.
-      if (shoff === 0 || shentsize < 64 || shoff + 64 > file.size) {
-        throw new VmsiftError("e_phnum is PN_XNUM but there is no section header 0", {
-          file: path,
-          offset: 56,
-        });
-      }
-      const sh = new Uint8Array(64);
-      file.readExact(shoff, sh);
-      phnum = new DataView(sh.buffer).getUint32(44, true);
-    }
-    if (phnum === 0) throw new VmsiftError("no program headers (e_phnum 0)", { file: path, offset: 56 });
-    if (phnum > MAX_PHNUM) {
-      throw new VmsiftError(`e_phnum ${phnum} is implausible`, { file: path, offset: 56 });
-    }
-    if (phoff + phnum * 56 > file.size) {
-      throw new VmsiftError(
-        `program headers (${phnum} x 56 bytes at 0x${
-          phoff.toString(16)
-        }) are truncated: file is ${file.size} bytes`,
-        { file: path, offset: phoff },
-      );
-    }
-    const ph = new Uint8Array(phnum * 56);
-    file.readExact(phoff, ph);
-    const pv = new DataView(ph.buffer);
-    const segments: PhysSegment[] = [];
-    const noteParts: NoteSegment[] = [];
-    for (let i = 0; i < phnum; i++) {
-      const b = i * 56;
-      const at = phoff + b;
-      const pType = pv.getUint32(b, true);
-      const offset = u64n(pv, b + 8, path, at + 8);
-      const vaddr = pv.getBigUint64(b + 16, true);
-      const paddr = u64n(pv, b + 24, path, at + 24);
-      const filesz = u64n(pv, b + 32, path, at + 32);
-      const memsz = u64n(pv, b + 40, path, at + 40);
-      if (pType !== PT_LOAD && pType !== PT_NOTE) continue;
-      if (offset + filesz > file.size) {
-        throw new VmsiftError(
-          `program header ${i} (${pType === PT_LOAD ? "PT_LOAD" : "PT_NOTE"} paddr 0x${
-            paddr.toString(16)
-          }) ` +
-            `needs bytes up to 0x${(offset + filesz).toString(16)} but the file is 0x${
-              file.size.toString(16)
-            } bytes`,
-          { file: path, offset: at },
-        );
-      }
-      if (pType === PT_NOTE) {
-        if (filesz > MAX_NOTE_BYTES) {
-          throw new VmsiftError(`PT_NOTE of ${filesz} bytes is implausible`, { file: path, offset: at });
-        }
-        const bytes = new Uint8Array(filesz);
-        file.readExact(offset, bytes);
-        noteParts.push({ fileOffset: offset, bytes });
-      } else {
-        if (filesz > memsz) {
-          throw new VmsiftError(`PT_LOAD ${i}: p_filesz > p_memsz`, { file: path, offset: at });
-        }
-        if (memsz === 0) continue;
-        if (paddr + memsz > MAX_PHYS_ADDR) {
-          throw new VmsiftError(
-            `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond x86_64's 52-bit limit`,
-            { file: path, offset: at },
-          );
-        }
-        segments.push({ paddr, memSize: memsz, fileSize: filesz, fileOffset: offset, vaddr });
-      }
-    }
-    if (segments.length === 0) throw new VmsiftError("no PT_LOAD segments", { file: path, offset: phoff });
-    segments.sort((a, b) => a.paddr - b.paddr);
-    for (let i = 1; i < segments.length; i++) {
-      const p = segments[i - 1];
-      if (segments[i].paddr < p.paddr + p.memSize) {
-        throw new VmsiftError(
-          `PT_LOAD segments overlap at physical 0x${segments[i].paddr.toString(16)}`,
-          { file: path, offset: phoff },
-        );
-      }
-    }
-    let noteSegment: NoteSegment;
-    const notes: ElfNote[] = [];
-    if (noteParts.length === 0) {
-      noteSegment = { fileOffset: 0, bytes: new Uint8Array(0) };
-    } else if (noteParts.length === 1) {
-      noteSegment = noteParts[0];
-      notes.push(...parseNotes(noteSegment.bytes, noteSegment.fileOffset, path));
-    } else {
-      // Several PT_NOTEs: parse each with its own offset; the copied blob is their concatenation.
-      const total = noteParts.reduce((s, p) => s + p.bytes.length, 0);
-      const all = new Uint8Array(total);
-      let pos = 0;
-      for (const p of noteParts) {
-        all.set(p.bytes, pos);
-        notes.push(...parseNotes(p.bytes, p.fileOffset, path));
-        pos += p.bytes.length;
-      }
-      noteSegment = { fileOffset: noteParts[0].fileOffset, bytes: all };
-    }
-    return new ElfCore(file, segments, noteSegment, notes, eFlags, phoff);
   }
 
   /** Number of CPUs: notes named CORE with type NT_PRSTATUS (makedumpfile's rule). */
@@ -234,8 +310,7 @@ export class ElfCore implements PhysicalMemory {
       const fromFile = Math.max(0, Math.min(inSeg, s.fileSize - rel));
       if (fromFile > 0) {
         const part = out.subarray(pos, pos + fromFile);
-        if (this.mapped !== undefined) this.mapped.readExact(s.fileOffset + rel, part);
-        else this.file.readExact(s.fileOffset + rel, part);
+        this.#readFile(s.fileOffset + rel, part);
       }
       if (fromFile < inSeg) out.fill(0, pos + fromFile, pos + inSeg);
       pos += inSeg;
@@ -252,6 +327,19 @@ export class ElfCore implements PhysicalMemory {
     const rel = paddr - s.paddr;
     if (rel + len > s.fileSize) return null; // past the file-backed part (zeros) or the segment
     return this.mapped.view(s.fileOffset + rel, len);
+  }
+
+  /** File bytes through the mmap window, or read() once mmap has failed (makedumpfile's fallback). */
+  #readFile(offset: number, out: Uint8Array): void {
+    if (this.mapped !== undefined) {
+      if (this.mapped.tryReadExact(offset, out)) return;
+      this.mmapFallback = `mmap at offset 0x${
+        offset.toString(16)
+      } failed (${this.mapped.lastError}); using read()`;
+      this.mapped.close();
+      this.mapped = undefined;
+    }
+    this.file.readExact(offset, out);
   }
 
   close(): void {

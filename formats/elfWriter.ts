@@ -507,7 +507,7 @@ export function markElfIncomplete(sink: Sink, eFlags: number): void {
 
 /**
  * The raw ELF header and program headers of an input ELF core, for {@link ElfDumpSource}: `elfHeader`,
- * `notePhdr` (the first PT_NOTE) and `loadPhdrs` matched to `core.segments` by p_paddr.
+ * `notePhdr` (the first PT_NOTE) and `loadPhdrs` parallel to `core.loads` (program-header order).
  */
 export function inputElfHeaders(
   core: ElfCore,
@@ -525,12 +525,9 @@ export function inputElfHeaders(
   core.file.readExact(core.phoff, ph);
   const pv = new DataView(ph.buffer);
   let notePhdr: Uint8Array | undefined;
-  const byPaddr = new Map<number, Uint8Array>();
   for (let i = 0; i < phnum; i++) {
-    const raw = ph.slice(i * PHDR_SIZE, (i + 1) * PHDR_SIZE);
     const type = pv.getUint32(i * PHDR_SIZE, true);
-    if (type === PT_NOTE && !notePhdr) notePhdr = raw;
-    if (type === PT_LOAD) byPaddr.set(Number(pv.getBigUint64(i * PHDR_SIZE + 24, true)), raw);
+    if (type === PT_NOTE && !notePhdr) notePhdr = ph.slice(i * PHDR_SIZE, (i + 1) * PHDR_SIZE);
   }
   // Section headers are not copied (QEMU 7.2 has two, an input may have PN_XNUM's): clear their fields;
   // encodeElfHead sets them again when the output needs PN_XNUM. Program headers always follow at 64.
@@ -539,6 +536,6 @@ export function inputElfHeaders(
   ev.setUint16(60, 0, true);
   ev.setUint16(62, 0, true);
   ev.setBigUint64(32, 64n, true);
-  const loadPhdrs = core.segments.map((s) => byPaddr.get(s.paddr) ?? new Uint8Array(PHDR_SIZE));
+  const loadPhdrs = core.loads.map((l) => ph.slice(l.phdrIndex * PHDR_SIZE, (l.phdrIndex + 1) * PHDR_SIZE));
   return { elfHeader, notePhdr, loadPhdrs };
 }

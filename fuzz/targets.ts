@@ -32,6 +32,7 @@ import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
 import {
   applyPatches,
   decode,
+  encode,
   type Field,
   mutateField,
   mutateVmcoreinfo,
@@ -223,6 +224,34 @@ export function miniElfBytes(): Uint8Array {
   return buildElfCore(segs, notes, { vaddrBase: 0xffff888000000000n });
 }
 
+/**
+ * The mini seed in /proc/vmcore's kexec shape: a kernel-image PT_LOAD first (p_vaddr in the kernel text
+ * mapping) whose physical range lies inside a System RAM load and holds the same bytes, a RAM load ending
+ * mid-page, and a hole between the RAM loads (the crash kernel's reservation).
+ */
+export function kexecElfBytes(): Uint8Array {
+  const rng = new Rng("kexec-elf");
+  const ram = new Uint8Array(0x18000);
+  for (let p = 0; p < ram.length; p += 4096) {
+    if ((p >> 12) % 3 !== 0) { for (let i = 0; i < 4096; i++) ram[p + i] = rng.u32() & 0xff; }
+  }
+  const po = 0xffff888000000000n;
+  const segs = [
+    { paddr: 0x8000, data: ram.slice(0x8000, 0xb000), vaddr: 0xffffffff81000000n },
+    { paddr: 0x1000, data: ram.slice(0x1000, 0x4c00), vaddr: po + 0x1000n },
+    { paddr: 0x6000, data: ram.slice(0x6000, 0x18000), vaddr: po + 0x6000n },
+  ];
+  const mini = miniElfBytes();
+  const dv = new DataView(mini.buffer); // the mini seed's program header 0 is its PT_NOTE
+  const noteOff = Number(dv.getBigUint64(64 + 8, true)), noteSize = Number(dv.getBigUint64(64 + 32, true));
+  const notes = parseNotes(mini.subarray(noteOff, noteOff + noteSize), noteOff, "mini").map((n) => ({
+    name: n.name,
+    type: n.type,
+    desc: n.desc,
+  }));
+  return buildElfCore(segs, notes);
+}
+
 /** Write a kdump of an ELF core with the library writer (no classification: every present page). */
 function kdumpOfElf(elfPath: string, codec: CodecName | null, level: number): Uint8Array {
   const core = ElfCore.open(elfPath);
@@ -291,6 +320,9 @@ export async function prepareSeeds(dir: string, notes: string[] = []): Promise<S
   const mini = `${dir}/mini.elf`;
   if (!exists(mini)) Deno.writeFileSync(mini, miniElfBytes());
   seeds.elf.mini = mini;
+  const kexec = `${dir}/kexec.elf`;
+  if (!exists(kexec)) Deno.writeFileSync(kexec, kexecElfBytes());
+  seeds.elf.kexec = kexec;
   const synth: [string, Parameters<typeof normalizeParams>[0]][] = [
     ["synth4", { memBytes: 64 * MiB, seed: 11, content: "text", scheme: "4.18", levels: 4 }],
     ["synth5", { memBytes: 64 * MiB, seed: 12, content: "text", scheme: "6.12", levels: 5, vmemmap4k: true }],
@@ -419,7 +451,7 @@ export class FuzzContext {
       case "vmcoreinfo":
       case "memory":
       case "printk":
-        return Object.keys(this.seeds.elf).filter((n) => n !== "mini");
+        return Object.keys(this.seeds.elf).filter((n) => n !== "mini" && n !== "kexec");
       case "kdump":
         return Object.keys(this.seeds.kdump);
       case "verify":
@@ -491,6 +523,27 @@ export class FuzzContext {
     else s = flatFields(Deno.readFileSync(this.seeds.flat[base]));
     this.#file.set(key, s);
     return s;
+  }
+}
+
+/**
+ * The memory view of an ELF core must be sorted and non-overlapping, and every piece must lie inside the
+ * first PT_LOAD (program-header order) holding its first byte. A violation is a finding (plain Error).
+ */
+function checkMemoryView(core: ElfCore): void {
+  let end = -1;
+  for (const s of core.segments) {
+    if (s.paddr < end || s.memSize <= 0) {
+      throw new Error(`memory view overlaps or is empty at 0x${s.paddr.toString(16)}`);
+    }
+    end = s.paddr + s.memSize;
+    const owner = core.loads.find((l) => l.paddr <= s.paddr && s.paddr < l.paddr + l.memSize);
+    if (owner === undefined || s.paddr + s.memSize > owner.paddr + owner.memSize) {
+      throw new Error(`memory view piece 0x${s.paddr.toString(16)} is not inside the first load holding it`);
+    }
+    if (s.fileOffset !== owner.fileOffset + (s.paddr - owner.paddr)) {
+      throw new Error(`memory view piece 0x${s.paddr.toString(16)} reads from the wrong file offset`);
+    }
   }
 }
 
@@ -656,6 +709,7 @@ function elfFields(path: string): FileSeed {
     fields.push(
       { at: b, size: 4, kind: "raw", name: `p_type ${i}` },
       { at: b + 8, size: 8, kind: "off", name: `p_offset ${i}` },
+      { at: b + 16, size: 8, kind: "off", name: `p_vaddr ${i}` },
       { at: b + 24, size: 8, kind: "off", name: `p_paddr ${i}` },
       { at: b + 32, size: 8, kind: "len", name: `p_filesz ${i}` },
       { at: b + 40, size: 8, kind: "len", name: `p_memsz ${i}` },
@@ -815,8 +869,19 @@ export function generateInput(ctx: FuzzContext, target: TargetName, rng: Rng): F
         }
       }
       input.file = patches;
-      if (target === "elf" && base === "mini" && rng.chance(0.15)) {
-        input.truncate = rng.int(Deno.statSync(ctx.seeds.elf.mini).size);
+      if (target === "elf" && (base === "mini" || base === "kexec") && rng.chance(0.15)) {
+        input.truncate = rng.int(Deno.statSync(ctx.seeds.elf[base]).size);
+      }
+      if (target === "elf" && base === "kexec" && rng.chance(0.3)) {
+        // Move or resize the kernel-image load against the RAM load holding it (p_paddr, p_memsz of
+        // program header 1): partial overlaps, loads sticking out of RAM, different bytes in the overlap.
+        const ph1 = 64 + 56;
+        const paddr = 0x8000 + (rng.int(64) - 32) * (rng.chance(0.5) ? 0x100 : 0x1000);
+        patches.push({ at: ph1 + 24, bytes: encode(BigInt(Math.max(0, paddr)), 8) });
+        if (rng.chance(0.5)) {
+          const size = BigInt(rng.int(0x3000) + 1);
+          patches.push({ at: ph1 + 32, bytes: encode(size, 8) }, { at: ph1 + 40, bytes: encode(size, 8) });
+        }
       }
       if (target === "elf") input.opt = { pfns: [rng.int(1 << 20), rng.int(64), rng.int(1 << 16)] };
       return input;
@@ -1040,6 +1105,7 @@ function runInputRaw(ctx: FuzzContext, input: FuzzInput): void {
         const core = ElfCore.open(c.path);
         try {
           void core.nrCpus;
+          checkMemoryView(core);
           const note = core.vmcoreinfoNote;
           if (note !== undefined) {
             exerciseInfo(VmcoreInfo.parse(new TextDecoder().decode(note.desc), core.label));

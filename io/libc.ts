@@ -32,6 +32,7 @@ const SYMBOLS = {
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
   posix_memalign: { parameters: ["buffer", "usize", "usize"], result: "i32" },
   free: { parameters: ["pointer"], result: "void" },
   unlink: { parameters: ["buffer"], result: "i32" },
@@ -141,6 +142,12 @@ export function sysFsync(fd: number): number {
     const e = errno();
     if (e !== EINTR) return -e;
   }
+}
+
+/** The size of an open file: lseek(fd, 0, SEEK_END) (the file position is not used by pread); or -errno. */
+export function sysFileSize(fd: number): number {
+  const n = Number(L().lseek(fd, 0n, 2));
+  return n >= 0 ? n : -errno();
 }
 
 /** close(2): 0 or -errno (never retried: the fd is gone either way on Linux). */

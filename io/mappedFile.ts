@@ -54,18 +54,27 @@ export class MappedFile {
 
   /** Copy file bytes [offset, offset + out.length) into out; the range must lie inside the file. */
   readExact(offset: number, out: Uint8Array): void {
+    if (!this.tryReadExact(offset, out)) {
+      throw new VmsiftError(`mmap of the file failed: ${this.lastError}`, { file: this.path, offset });
+    }
+  }
+
+  /**
+   * As readExact, but false when a window cannot be mapped (`lastError` says why): the caller reads with
+   * read() instead, as makedumpfile does when mmap of /proc/vmcore fails.
+   */
+  tryReadExact(offset: number, out: Uint8Array): boolean {
     let done = 0;
     while (done < out.length) {
       const at = offset + done;
       if (at < this.#mapStart || at >= this.#mapStart + this.#mapLen) {
-        if (!this.#map(at)) {
-          throw new VmsiftError("mmap of the file failed", { file: this.path, offset: at });
-        }
+        if (!this.#map(at)) return false;
       }
       const n = Math.min(out.length - done, this.#mapStart + this.#mapLen - at);
       out.set(this.#view.subarray(at - this.#mapStart, at - this.#mapStart + n), done);
       done += n;
     }
+    return true;
   }
 
   /**
@@ -84,7 +93,10 @@ export class MappedFile {
     this.#unmap();
     const start = at - (at % PAGE);
     const len = Math.min(this.#window, this.size - start);
-    if (len <= 0) return false;
+    if (len <= 0) {
+      this.lastError = `offset 0x${at.toString(16)} is past the end of the file`;
+      return false;
+    }
     const p = sysMmapRead(this.#fd, len, start);
     if (typeof p === "number") {
       this.lastError = strerror(p);
