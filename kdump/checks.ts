@@ -123,6 +123,14 @@ export function checkBoot(ctx: BootContext): BootResult {
   const head = fileSize(`${ctx.dir}/res/vmcore-head.bin`);
   add("res/vmcore-head.bin: first 64 KiB of /proc/vmcore", head === 64 * KIB, `${head ?? "no"} bytes`);
 
+  const probe = readText(`${ctx.dir}/launcher-probe.txt`);
+  if (probe !== undefined) {
+    add(
+      "launcher runs vmsift with no HOME, no DENO_DIR and no /etc/passwd (env -i, chroot to the crash root)",
+      /rc=0\s*$/.test(probe) && probe.includes("Usage"),
+      probe.includes("Usage") ? "" : probe,
+    );
+  }
   const samples = readMemSamples(ctx.dir);
   const runs: ToolRun[] = [];
   for (const c of ctx.cases) {

@@ -34,7 +34,8 @@ echo FILL-DONE
 # load the crash kernel
 KEXEC_MODE=$(arg kexec_mode); KEXEC_MODE=${KEXEC_MODE:-c}
 # as Debian's kdump-tools and Fedora's kdumpctl append: one CPU, irqpoll, reset_devices
-CAPPEND="console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=-1 nousb"
+# (no_timer_check: see kdump/run.sh)
+CAPPEND="console=ttyS0 no_timer_check irqpoll nr_cpus=1 reset_devices panic=-1 nousb"
 CAPPEND="$CAPPEND kdump_layout=$(arg kdump_layout)"
 echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
 ls -l /boot/vmlinuz /crash-initrd.img

@@ -134,18 +134,18 @@ export function run(
 /** makedumpfile's page report (message level 16), in pages; undefined when absent. */
 export function parseMdfReport(text: string): Record<string, number> | undefined {
   const fields: [string, RegExp][] = [
-    ["original", /Original pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["excluded", /Excluded pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["zero", /Pages filled with zero\s*:\s*(0x[0-9a-f]+)/i],
-    ["cache", /Non-private cache pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["cache_private", /Private cache pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["user", /User process data pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["free", /Free pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["hwpoison", /Hwpoison pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["offline", /Offline pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["remaining", /Remaining pages\s*:\s*(0x[0-9a-f]+)/i],
-    ["memory_hole", /Memory Hole\s*:\s*(0x[0-9a-f]+)/i],
-    ["total", /Total pages\s*:\s*(0x[0-9a-f]+)/i],
+    ["original", /^\s*Original pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["excluded", /^\s*Excluded pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["zero", /^\s*Pages filled with zero\s*:\s*(0x[0-9a-f]+)/im],
+    ["cache", /^\s*Non-private cache pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["cache_private", /^\s*Private cache pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["user", /^\s*User process data pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["free", /^\s*Free pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["hwpoison", /^\s*Hwpoison pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["offline", /^\s*Offline pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["remaining", /^\s*Remaining pages\s*:\s*(0x[0-9a-f]+)/im],
+    ["memory_hole", /^\s*Memory Hole\s*:\s*(0x[0-9a-f]+)/im],
+    ["total", /^\s*Total pages\s*:\s*(0x[0-9a-f]+)/im],
   ];
   const r: Record<string, number> = {};
   for (const [k, re] of fields) {

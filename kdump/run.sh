@@ -23,10 +23,17 @@
 # Results: $WORK/runs/$TAG/{serial.log,res/,*.dump,*.flat,vmcore,boot.env}
 set -uo pipefail
 for a in "$@"; do export "${a?}"; done
+# bash reads a script as it runs it: run from a private copy so that editing kdump/run.sh during a boot
+# (tens of minutes) cannot change what this one does
+if [ -z "${KDUMP_RUN_HERE:-}" ]; then
+  KDUMP_RUN_HERE=$(cd "$(dirname "$0")" && pwd); export KDUMP_RUN_HERE
+  copy=$(mktemp /tmp/kdump-run.XXXXXX.sh); cp "$0" "$copy"
+  bash "$copy" "$@"; rc=$?; rm -f "$copy"; exit $rc
+fi
 LAYOUT=${LAYOUT:-initramfs}; MEM=${MEM:-1G}; CRASHKERNEL=${CRASHKERNEL:-512M}; FILL_MB=${FILL_MB:-32}
 SMP=${SMP:-2}; KEXEC_MODE=${KEXEC_MODE:-c}; SAVE_VMCORE=${SAVE_VMCORE:-0}; TIMEOUT=${TIMEOUT:-1800}
 KVER=${KVER:-6.1.0-56-amd64}; ZSTD_LEVEL=${ZSTD_LEVEL:-10}; TOOLS=${TOOLS:-"mdf vmsift"}
-HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/.." && pwd)
+HERE=$KDUMP_RUN_HERE; REPO=$(cd "$HERE/.." && pwd)
 CASES=${CASES:-$HERE/cases.txt}
 WORK=${WORK:-/var/tmp/kdump-work}; B=$WORK/build; mkdir -p "$B" "$WORK/debs"
 TAG=${TAG:-$LAYOUT-$KEXEC_MODE-mem$MEM-ck$CRASHKERNEL}
@@ -106,8 +113,16 @@ R=$OUT/crash-root; rm -rf "$R"; cp -a "$BASE" "$R"; rm -f "$R/.done"
 cp "$VMSIFT_LAUNCHER" "$R/usr/sbin/vmsift"; chmod 755 "$R/usr/sbin/vmsift"
 cp "$REPO/dist/vmsift.js" "$R/usr/lib/vmsift/vmsift.js"
 mkdir -p "$R/kdump"; cp "$HERE/crash-run.sh" "$R/kdump/run.sh"; chmod +x "$R/kdump/run.sh"
-grep -v '^ *#' "$CASES" | grep -v '^ *$' >"$R/kdump/cases.txt"
+grep -v '^ *#' "$CASES" | grep -v '^ *$' >"$R/kdump/cases.txt"; cp "$R/kdump/cases.txt" "$OUT/cases.txt"
 printf 'TOOLS="%s"\nSAVE=%s\nLAYOUT=%s\n' "$TOOLS" "$SAVE_VMCORE" "$LAYOUT" >"$R/kdump/config.sh"
+# the launcher in a minimal root: no HOME, no DENO_DIR, no /etc/passwd (checked by kdump/checks.ts)
+mount -t proc proc "$R/proc" && {
+  timeout 300 chroot "$R" /bin/env -i PATH=/bin:/usr/bin:/usr/sbin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu \
+    /usr/sbin/vmsift -h >"$OUT/launcher-probe.txt" 2>&1
+  echo "rc=$?" >>"$OUT/launcher-probe.txt"; umount "$R/proc"
+}
+# then the root user's entries, as every real crash root has them (dracut's base module, Debian's root fs)
+echo 'root:x:0:0:root:/root:/bin/sh' >"$R/etc/passwd"; echo 'root:x:0:' >"$R/etc/group"
 ROOT_BYTES=$(du -sb "$R" | cut -f1)
 
 # ---- 2. the crash initramfs, by layout (stage 1 = kdump/crash-init.sh as /init)
@@ -122,7 +137,7 @@ case $LAYOUT in
     PAY=$B/payload-$(basename "$BASE")-zstd$ZSTD_LEVEL.img
     if [ ! -s "$PAY" ]; then newc "$BASE" | zstd -q -"$ZSTD_LEVEL" -T2 -c >"$PAY.tmp" && mv "$PAY.tmp" "$PAY"; fi
     rm -rf "$S1"; mkdir -p "$S1"; addmods "$S1" virtio_pci virtio_blk ext4
-    (cd "$R" && tar cf - usr/sbin/vmsift usr/lib/vmsift/vmsift.js kdump) | (cd "$S1" && tar xf -)
+    (cd "$R" && tar cf - usr/sbin/vmsift usr/lib/vmsift/vmsift.js kdump etc/passwd etc/group) | (cd "$S1" && tar xf -)
     cp "$HERE/crash-init.sh" "$S1/init"; chmod +x "$S1/init"
     cat "$PAY" <(newc "$S1" | gzip -6 -c) >"$CI"
     ;;
@@ -169,7 +184,9 @@ newc "$F" | gzip -1 -c >"$FI"; rm -rf "$F"
 # ---- 5. boot; the guest runs to poweroff (or panic, then exit with -no-reboot)
 SCR=$OUT/scratch.img; truncate -s $((FILL_MB * 2 + 64))M "$SCR"
 LOG=$OUT/serial.log
-APPEND="console=ttyS0 panic=-1 crashkernel=$CRASHKERNEL fill_mb=$FILL_MB kexec_mode=$KEXEC_MODE"
+# no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail ("IO-APIC + timer
+# doesn't work!" panic at boot); it tests the emulator's speed, not the kernel
+APPEND="console=ttyS0 no_timer_check panic=-1 crashkernel=$CRASHKERNEL fill_mb=$FILL_MB kexec_mode=$KEXEC_MODE"
 APPEND="$APPEND kdump_layout=$LAYOUT"
 {
   echo "LAYOUT=$LAYOUT"; echo "MEM=$MEM"; echo "CRASHKERNEL=$CRASHKERNEL"; echo "KEXEC_MODE=$KEXEC_MODE"

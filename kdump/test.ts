@@ -13,7 +13,8 @@
  *
  * Options: --mode c|s|both, --layout initramfs|fedora|debian, --mem, --crashkernel, --save|--no-save (copy
  * /proc/vmcore for `vmsift verify` and the guard-off counts; default on for the initramfs layout),
- * --cases FILE, --work DIR (default /var/tmp/kdump-work), --zstd-level N.
+ * --cases FILE, --only NAME,... (cases to run; default all for the initramfs layout, kdumpctl's line for the
+ * fedora layout, kdump-tools' for the debian layout), --work DIR (default /var/tmp/kdump-work), --zstd-level N.
  */
 import { type BootResult, type Check, checkBoot } from "./checks.ts";
 import { type Case, readBootEnv, readCases, run } from "./results.ts";
@@ -28,6 +29,8 @@ interface Options {
   crashkernel: string;
   save: boolean;
   casesFile: string;
+  /** Only these cases of the file (default: all for the initramfs layout, the distribution's own line else). */
+  only: string[];
   work: string;
   zstdLevel: string;
   bisect?: [number, number];
@@ -66,6 +69,10 @@ function parseArgs(argv: string[]): Options {
     crashkernel: v.get("crashkernel") ?? defaults[layout][1],
     save: flags.has("--save") || (!flags.has("--no-save") && layout === "initramfs" && !bisect),
     casesFile: v.get("cases") ?? `${here}cases.txt`,
+    only:
+      (v.get("only") ?? ({ fedora: "kdumpctl", debian: "debian" } as Record<string, string>)[layout] ?? "")
+        .split(",")
+        .filter((x) => x),
     work: v.get("work") ?? "/var/tmp/kdump-work",
     zstdLevel: v.get("zstd-level") ?? "10",
     bisect,
@@ -132,12 +139,9 @@ function table(title: string, r: BootResult): string {
   return lines.join("\n");
 }
 
-function report(
-  dir: string,
-  cases: Case[],
-  quick: boolean,
-): { result: BootResult; env: Record<string, string> } {
+function report(dir: string, quick: boolean): { result: BootResult; env: Record<string, string> } {
   const env = readBootEnv(dir);
+  const cases = readCases(`${dir}/cases.txt`);
   const result = checkBoot({
     dir,
     repo,
@@ -160,16 +164,14 @@ function report(
 
 /** Smallest crashkernel= (16 MiB steps) at which each tool completes, by bisection over [lo, hi] MiB. */
 function bisect(o: Options, mode: string, lo: number, hi: number): Check[] {
-  // one command line (kdumpctl's) for the bisection
-  const cases = readCases(o.casesFile).slice(0, 1);
-  const file = `${o.work}/bisect-cases.txt`;
-  Deno.mkdirSync(o.work, { recursive: true });
-  Deno.writeTextFileSync(file, `${cases[0].name} ${cases[0].flat ? 1 : 0} ${cases[0].args.join(" ")}\n`);
+  // one command line (the layout's distribution's) for the bisection
+  const cases = selectCases(o).slice(0, 1);
+  const file = writeCases(o, cases, "bisect");
   const outcome = new Map<number, Map<string, { ok: boolean; minAvail?: number }>>();
   const probe = (mb: number) => {
     if (!outcome.has(mb)) {
       const dir = boot(o, mode, `${mb}M`, file, false);
-      const { result } = report(dir, cases, true);
+      const { result } = report(dir, true);
       const m = new Map<string, { ok: boolean; minAvail?: number }>();
       for (const r of result.runs) {
         m.set(r.tool, { ok: r.rc === 0 && (r.outputBytes ?? 0) > 0, minAvail: r.minMemAvailableKiB });
@@ -209,22 +211,41 @@ function bisect(o: Options, mode: string, lo: number, hi: number): Check[] {
   return checks;
 }
 
+function selectCases(o: Options): Case[] {
+  const all = readCases(o.casesFile);
+  const cases = o.only.length ? all.filter((c) => o.only.includes(c.name)) : all;
+  if (cases.length === 0) throw new Error(`kdump-test: no case ${o.only.join(",")} in ${o.casesFile}`);
+  return cases;
+}
+
+/** The cases as a file for run.sh. */
+function writeCases(o: Options, cases: Case[], name: string): string {
+  Deno.mkdirSync(o.work, { recursive: true });
+  const file = `${o.work}/cases-${name}.txt`;
+  Deno.writeTextFileSync(
+    file,
+    cases.map((c) => `${c.name} ${c.flat ? 1 : 0} ${c.args.join(" ")}\n`).join(""),
+  );
+  return file;
+}
+
 function main(): number {
   const o = parseArgs(Deno.args);
   if (run(["id", "-u"]).stdout.trim() !== "0") {
     console.log("kdump-test must run as root (QEMU images, debugfs, apt-get download)\n0 passed, 1 failed");
     return 1;
   }
-  const cases = readCases(o.casesFile);
+  const cases = selectCases(o);
+  const casesFile = writeCases(o, cases, o.layout);
   const all: Check[] = [];
   if (o.checkOnly) {
-    all.push(...report(o.checkOnly, cases, false).result.checks);
+    all.push(...report(o.checkOnly, false).result.checks);
   } else if (o.bisect) {
     for (const mode of o.modes) all.push(...bisect(o, mode, o.bisect[0], o.bisect[1]));
   } else {
     for (const mode of o.modes) {
-      const dir = boot(o, mode, o.crashkernel, o.casesFile, o.save);
-      all.push(...report(dir, cases, false).result.checks);
+      const dir = boot(o, mode, o.crashkernel, casesFile, o.save);
+      all.push(...report(dir, false).result.checks);
     }
   }
   console.log("== summary");
