@@ -139,10 +139,13 @@ function table(title: string, r: BootResult): string {
   return lines.join("\n");
 }
 
-function report(dir: string, quick: boolean): { result: BootResult; env: Record<string, string> } {
+async function report(
+  dir: string,
+  quick: boolean,
+): Promise<{ result: BootResult; env: Record<string, string> }> {
   const env = readBootEnv(dir);
   const cases = readCases(`${dir}/cases.txt`);
-  const result = checkBoot({
+  const result = await checkBoot({
     dir,
     repo,
     cases,
@@ -163,15 +166,15 @@ function report(dir: string, quick: boolean): { result: BootResult; env: Record<
 }
 
 /** Smallest crashkernel= (16 MiB steps) at which each tool completes, by bisection over [lo, hi] MiB. */
-function bisect(o: Options, mode: string, lo: number, hi: number): Check[] {
+async function bisect(o: Options, mode: string, lo: number, hi: number): Promise<Check[]> {
   // one command line (the layout's distribution's) for the bisection
   const cases = selectCases(o).slice(0, 1);
   const file = writeCases(o, cases, "bisect");
   const outcome = new Map<number, Map<string, { ok: boolean; minAvail?: number }>>();
-  const probe = (mb: number) => {
+  const probe = async (mb: number) => {
     if (!outcome.has(mb)) {
       const dir = boot(o, mode, `${mb}M`, file, false);
-      const { result } = report(dir, true);
+      const { result } = await report(dir, true);
       const m = new Map<string, { ok: boolean; minAvail?: number }>();
       for (const r of result.runs) {
         m.set(r.tool, { ok: r.rc === 0 && (r.outputBytes ?? 0) > 0, minAvail: r.minMemAvailableKiB });
@@ -182,23 +185,19 @@ function bisect(o: Options, mode: string, lo: number, hi: number): Check[] {
   };
   const checks: Check[] = [];
   for (const tool of ["vmsift", "mdf"]) {
-    // invariant: fails at a (or a is below the range), completes at b
+    // invariant: fails at a (or a is below the range), completes at b (hi: assumed until probed at the end)
     let a = lo - 16, b = hi;
-    if (!probe(b).get(tool)?.ok) {
-      checks.push({
-        name: `${tool} completes at crashkernel=${hi}M`,
-        result: "FAIL",
-        detail: "bisection needs it",
-      });
-      continue;
-    }
-    // the other tool's results narrow the start: mdf never needs more than vmsift in these layouts
+    // what the other tool's boots showed narrows the range first
     for (const [mb, m] of outcome) if (m.get(tool)?.ok && mb < b) b = mb;
     for (const [mb, m] of outcome) if (m.get(tool) && !m.get(tool)!.ok && mb > a && mb < b) a = mb;
     while (b - a > 16) {
       const mid = a + Math.floor((b - a) / 32) * 16;
-      if (probe(mid).get(tool)?.ok) b = mid;
+      if ((await probe(mid)).get(tool)?.ok) b = mid;
       else a = mid;
+    }
+    if (!(await probe(b)).get(tool)?.ok) {
+      checks.push({ name: `${tool} completes at crashkernel=${hi}M`, result: "FAIL", detail: "it does not" });
+      continue;
     }
     const min = outcome.get(b)!.get(tool)!.minAvail;
     checks.push({
@@ -229,7 +228,7 @@ function writeCases(o: Options, cases: Case[], name: string): string {
   return file;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const o = parseArgs(Deno.args);
   if (run(["id", "-u"]).stdout.trim() !== "0") {
     console.log("kdump-test must run as root (QEMU images, debugfs, apt-get download)\n0 passed, 1 failed");
@@ -239,13 +238,13 @@ function main(): number {
   const casesFile = writeCases(o, cases, o.layout);
   const all: Check[] = [];
   if (o.checkOnly) {
-    all.push(...report(o.checkOnly, false).result.checks);
+    all.push(...(await report(o.checkOnly, false)).result.checks);
   } else if (o.bisect) {
-    for (const mode of o.modes) all.push(...bisect(o, mode, o.bisect[0], o.bisect[1]));
+    for (const mode of o.modes) all.push(...await bisect(o, mode, o.bisect[0], o.bisect[1]));
   } else {
     for (const mode of o.modes) {
       const dir = boot(o, mode, o.crashkernel, casesFile, o.save);
-      all.push(...report(dir, false).result.checks);
+      all.push(...(await report(dir, false)).result.checks);
     }
   }
   console.log("== summary");
@@ -259,4 +258,4 @@ function main(): number {
   return failed === 0 && passed > 0 ? 0 : 1;
 }
 
-Deno.exit(main());
+Deno.exit(await main());
