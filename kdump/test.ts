@@ -13,7 +13,7 @@
  *
  * Options: --mode c|s|both, --layout initramfs|fedora|debian, --mem, --crashkernel, --save|--no-save (copy
  * /proc/vmcore for `vmsift verify` and the guard-off counts; default on for the initramfs layout),
- * --cases FILE, --only NAME,... (cases to run; default all for the initramfs layout, kdumpctl's line for the
+ * --no-crash (skip the crash comparison), --cases FILE, --only NAME,... (cases to run; default all for the initramfs layout, kdumpctl's line for the
  * fedora layout, kdump-tools' for the debian layout), --work DIR (default /var/tmp/kdump-work), --zstd-level N.
  */
 import { type BootResult, type Check, checkBoot } from "./checks.ts";
@@ -35,6 +35,7 @@ interface Options {
   zstdLevel: string;
   bisect?: [number, number];
   checkOnly?: string;
+  crash: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -42,7 +43,7 @@ function parseArgs(argv: string[]): Options {
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--save" || a === "--no-save") flags.add(a);
+    if (a === "--save" || a === "--no-save" || a === "--no-crash") flags.add(a);
     else if (a.startsWith("--") && i + 1 < argv.length) v.set(a.slice(2), argv[++i]);
     else throw new Error(`kdump-test: unknown argument ${a}`);
   }
@@ -77,6 +78,7 @@ function parseArgs(argv: string[]): Options {
     zstdLevel: v.get("zstd-level") ?? "10",
     bisect,
     checkOnly: v.get("check-only"),
+    crash: !flags.has("--no-crash"),
   };
 }
 
@@ -142,6 +144,7 @@ function table(title: string, r: BootResult): string {
 async function report(
   dir: string,
   quick: boolean,
+  crash: boolean,
 ): Promise<{ result: BootResult; env: Record<string, string> }> {
   const env = readBootEnv(dir);
   const cases = readCases(`${dir}/cases.txt`);
@@ -153,6 +156,7 @@ async function report(
     kexecMode: env.KEXEC_MODE ?? "c",
     saved: env.SAVE_VMCORE === "1",
     quick,
+    crash,
   });
   const title =
     `-- ${env.LAYOUT} layout, kexec -${env.KEXEC_MODE}, MEM=${env.MEM} crashkernel=${env.CRASHKERNEL}, ` +
@@ -174,7 +178,7 @@ async function bisect(o: Options, mode: string, lo: number, hi: number): Promise
   const probe = async (mb: number) => {
     if (!outcome.has(mb)) {
       const dir = boot(o, mode, `${mb}M`, file, false);
-      const { result } = await report(dir, true);
+      const { result } = await report(dir, true, false);
       const m = new Map<string, { ok: boolean; minAvail?: number }>();
       for (const r of result.runs) {
         m.set(r.tool, { ok: r.rc === 0 && (r.outputBytes ?? 0) > 0, minAvail: r.minMemAvailableKiB });
@@ -238,13 +242,13 @@ async function main(): Promise<number> {
   const casesFile = writeCases(o, cases, o.layout);
   const all: Check[] = [];
   if (o.checkOnly) {
-    all.push(...(await report(o.checkOnly, false)).result.checks);
+    all.push(...(await report(o.checkOnly, false, o.crash)).result.checks);
   } else if (o.bisect) {
     for (const mode of o.modes) all.push(...await bisect(o, mode, o.bisect[0], o.bisect[1]));
   } else {
     for (const mode of o.modes) {
       const dir = boot(o, mode, o.crashkernel, casesFile, o.save);
-      all.push(...(await report(dir, false)).result.checks);
+      all.push(...(await report(dir, false, o.crash)).result.checks);
     }
   }
   console.log("== summary");
