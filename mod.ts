@@ -30,7 +30,7 @@ export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
 /** The single struct-page scan that excludes pages by dump level. */
 export { excludeUnnecessaryPages, type ExclusionCounts, type ScanResult } from "./core/scan.ts";
 /** Marking present pages (bitmap 1) from the PT_LOAD segments. */
-export { countPagesPerLoad, markDumpablePages, markPresentPages } from "./core/presentPages.ts";
+export { countPagesPerLoad, markLoadPages, markPresentPages } from "./core/presentPages.ts";
 /** Page counts in makedumpfile's terms, its report table and JSON. */
 export { formatReport, type PageStats, statsJson } from "./core/stats.ts";
 /** The kernel log (--dump-dmesg), in makedumpfile's line format. */

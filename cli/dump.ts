@@ -5,7 +5,7 @@
 import { createBitmaps } from "../io/fileBitmap.ts";
 import type { PfnBitmap } from "../core/bitmap.ts";
 import { buildMemoryModel, type MemoryModel } from "../core/memoryModel.ts";
-import { countPagesPerLoad, markDumpablePages, markPresentPages } from "../core/presentPages.ts";
+import { countPagesPerLoad, markLoadPages } from "../core/presentPages.ts";
 import { excludeUnnecessaryPages, type ScanResult } from "../core/scan.ts";
 import { excludeVmemmapPages, type VmemmapExcludeResult } from "../core/vmemmapExclude.ts";
 import { type PageStats, pageStatsOf } from "../core/stats.ts";
@@ -158,8 +158,9 @@ async function dumpWithBitmaps(
   const { maxMapnr, pageSize } = model;
   announce();
   {
-    const original = markPresentPages(core.segments, pageSize, maxMapnr, bitmap1);
-    markDumpablePages(core.loads, pageSize, maxMapnr, bitmap2);
+    // Both bitmaps start from the loads' whole pages, as makedumpfile's cyclic mode (core/presentPages.ts).
+    const original = markLoadPages(core.loads, pageSize, maxMapnr, bitmap1);
+    markLoadPages(core.loads, pageSize, maxMapnr, bitmap2);
     // The scan itself decides whether this level needs struct pages (hwpoison/offline need them at any level).
     const scan: ScanResult = excludeUnnecessaryPages(model, req.dumpLevel, bitmap1, bitmap2);
     const vmemmap = req.excludeVmemmap ? excludeVmemmapPages(model, bitmap1, bitmap2) : undefined;
@@ -182,7 +183,8 @@ async function dumpWithBitmaps(
     };
     const extraStatus = vmemmap !== undefined && vmemmap.pagesExcluded > 0 ? 0x10 : 0;
     const write = await writeForm(req, control, src, extraStatus, core);
-    const overlap = countPagesPerLoad(core.loads, pageSize, maxMapnr) - original;
+    // makedumpfile's -E writer also counts each load's partial last page.
+    const overlap = countPagesPerLoad(core.loads, pageSize, maxMapnr, req.form === "elf") - original;
     const stats = pageStatsOf(original, maxMapnr, scan.counts, write.zeroPages, overlap);
     return {
       stats,

@@ -30,35 +30,45 @@ export function markPresentPages(
 }
 
 /**
- * Pages counted once per PT_LOAD holding them, below maxMapnr, as makedumpfile counts "Original pages"
- * (create_1st_bitmap_file: one count per load and pfn, the partial last page included). With overlapping
- * loads (kexec's kernel-image load inside System RAM) this exceeds the present pages.
+ * Pages counted once per PT_LOAD holding them, below maxMapnr, as makedumpfile counts "Original pages" in
+ * its cyclic mode (create_bitmap_from_memhole: one count per load and pfn, from the page holding the load's
+ * first byte up to, not including, the page holding its end; `partialLast` also counts the page holding
+ * the end, as its -E writer does). With overlapping loads (kexec's kernel-image load inside System RAM)
+ * this exceeds the present pages.
  */
-export function countPagesPerLoad(loads: readonly PhysSegment[], pageSize: number, maxMapnr: number): number {
+export function countPagesPerLoad(
+  loads: readonly PhysSegment[],
+  pageSize: number,
+  maxMapnr: number,
+  partialLast = false,
+): number {
   let n = 0;
+  const last = partialLast ? Math.ceil : Math.floor;
   for (const s of loads) {
     const start = Math.floor(s.paddr / pageSize);
-    const end = Math.min(maxMapnr, Math.ceil((s.paddr + s.memSize) / pageSize));
+    const end = Math.min(maxMapnr, last((s.paddr + s.memSize) / pageSize));
     if (end > start) n += end - start;
   }
   return n;
 }
 
 /**
- * Set bitmap 2's starting state, as makedumpfile does (create_bitmap_from_memhole): every pfn from the page
- * holding a PT_LOAD's first byte up to, but not including, the page holding its end. A partial last page
- * (kexec's first System RAM load ends at 0x9fc00) is present in bitmap 1 but never dumped: its data is not
- * all in the load, and makedumpfile neither writes it nor counts it as excluded.
+ * Mark the pages of the PT_LOADs in a bitmap as makedumpfile's cyclic mode does for both bitmaps
+ * (create_bitmap_from_memhole): every pfn from the page holding a load's first byte up to, but not
+ * including, the page holding its end. A partial last page (kexec's first System RAM load ends at 0x9fc00)
+ * is left out: it is neither present nor dumped. (makedumpfile's one-cycle mode with a bitmap file marks it
+ * present in bitmap 1, never in bitmap 2; see docs/launcher.md.) Returns the pages set in `bitmap`.
  */
-export function markDumpablePages(
+export function markLoadPages(
   loads: readonly PhysSegment[],
   pageSize: number,
   maxMapnr: number,
-  bitmap2: PfnBitmap,
-): void {
+  bitmap: PfnBitmap,
+): number {
   for (const s of loads) {
     const start = Math.floor(s.paddr / pageSize);
     const end = Math.min(maxMapnr, Math.floor((s.paddr + s.memSize) / pageSize));
-    if (end > start) bitmap2.setRange(start, end);
+    if (end > start) bitmap.setRange(start, end);
   }
+  return bitmap.popcount(0, maxMapnr);
 }

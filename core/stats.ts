@@ -69,8 +69,10 @@ export function formatReport(s: PageStats): string {
   );
   if (s.overlapPages) {
     lines.push(
-      `(vmsift counts each page once: ${s.overlapPages} pages are held by two PT_LOADs; makedumpfile ` +
-        `counts them twice, Original pages ${h16(s.original + s.overlapPages)})`,
+      `(makedumpfile counts pages once per PT_LOAD holding them: its Original pages would be ` +
+        `${
+          h16(s.original + s.overlapPages)
+        }, ${s.overlapPages} more than vmsift, which counts each page once)`,
     );
   }
   return lines.join("\n") + "\n";
