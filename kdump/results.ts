@@ -94,7 +94,9 @@ export function readToolRun(dir: string, tool: "mdf" | "vmsift", c: Case, sample
     caseName: c.name,
     rc: rcText === undefined ? undefined : Number(rcText.trim()),
     wallSeconds: up && up.length === 2 ? up[1] - up[0] : undefined,
-    peakRssKiB: rss ? Number(rss[1]) : undefined,
+    // busybox 1.35's `time -v` converts ru_maxrss (KiB already) as if it counted 4 KiB pages: its "kbytes"
+    // are 4x the VmHWM (checked against the sampler's VmRSS for both tools: 3.0 MiB for makedumpfile)
+    peakRssKiB: rss ? Number(rss[1]) / 4 : undefined,
     minMemAvailableKiB: minAvail,
     output: outputBytes === undefined ? undefined : output,
     outputBytes,

@@ -173,7 +173,7 @@ async function report(
 async function bisect(o: Options, mode: string, lo: number, hi: number): Promise<Check[]> {
   // one command line (the layout's distribution's) for the bisection
   const cases = selectCases(o).slice(0, 1);
-  const file = writeCases(o, cases, "bisect");
+  const file = writeCases(o, cases, `bisect-${o.layout}`);
   const outcome = new Map<number, Map<string, { ok: boolean; minAvail?: number }>>();
   const probe = async (mb: number) => {
     if (!outcome.has(mb)) {
