@@ -341,11 +341,10 @@ async function crashChecks(ctx: BootContext, dumpOf: Map<string, string>): Promi
   // every dump at once: crash needs minutes to load the debug vmlinux on a loaded host, mostly waiting
   const crashOf = async (f: string) => {
     const saved = `${f}.crash.txt`; // kept: --check-only reuses it while the dump is unchanged
-    if ((fileSize(saved) ?? 0) > 0 && Deno.statSync(saved).mtime! >= Deno.statSync(f).mtime!) {
-      const raw = Deno.readTextFileSync(saved);
-      const code = Number(raw.match(/^crash-rc=(\d+)$/m)?.[1] ?? 1);
-      return { code, text: crashView(raw.replace(/^crash-rc=.*\n/m, "")), raw };
-    }
+    const kept = (fileSize(saved) ?? 0) > 0 && Deno.statSync(saved).mtime! >= Deno.statSync(f).mtime!
+      ? Deno.readTextFileSync(saved).match(/^crash-rc=(\d+)\n([^]*)$/)
+      : null;
+    if (kept) return { code: Number(kept[1]), text: crashView(kept[2]), raw: kept[2] };
     const out = await new Deno.Command("timeout", {
       args: ["1200", "crash", "-s", vmlinux, f, "-i", cmd],
       stdin: "null",

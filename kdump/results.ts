@@ -162,6 +162,7 @@ export function parseMdfReport(text: string): Record<string, number> | undefined
 export function elfLoads(
   head: Uint8Array,
 ): { vaddr: bigint; paddr: number; filesz: number; memsz: number }[] {
+  if (head.length < 64) return [];
   const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
   if (dv.getUint32(0, false) !== 0x7f454c46 || head[4] !== 2) return [];
   const phoff = Number(dv.getBigUint64(32, true));
