@@ -7,9 +7,10 @@ import { type ElfNote, NT_PRSTATUS, parseNotes } from "./elfNotes.ts";
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 const EM_X86_64 = 62;
+const EM_AARCH64 = 183;
 const ET_CORE = 4;
 const PN_XNUM = 0xffff;
-/** x86_64 physical addresses have at most 52 bits (MAX_PHYSMEM_BITS with 5-level paging). */
+/** Physical addresses have at most 52 bits (x86_64 5-level paging, arm64 LPA/LPA2). */
 const MAX_PHYS_ADDR = 2 ** 52;
 /** Bound on program headers read from an untrusted file (a real vmcore has one per RAM range + notes). */
 const MAX_PHNUM = 1 << 20;
@@ -23,7 +24,7 @@ export interface NoteSegment {
 }
 
 /**
- * An ELF64 little-endian x86_64 core (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E output).
+ * An ELF64 little-endian x86_64 or arm64 core (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E output).
  * Program headers may start anywhere (QEMU 7.2 puts section headers first, e_phoff = 192).
  */
 export class ElfCore implements PhysicalMemory {
@@ -36,6 +37,8 @@ export class ElfCore implements PhysicalMemory {
   /** e_flags (bit 0 = incomplete dump, set by makedumpfile -E). */
   readonly eFlags: number;
   readonly phoff: number;
+  /** e_machine: 62 (x86_64) or 183 (arm64). */
+  readonly elfMachine: number;
   /** Page data is copied out of an mmap window when possible (see io/mappedFile.ts), else read(). */
   mapped: MappedFile | undefined;
 
@@ -46,6 +49,7 @@ export class ElfCore implements PhysicalMemory {
     notes: ElfNote[],
     eFlags: number,
     phoff: number,
+    elfMachine: number,
   ) {
     this.label = file.path;
     this.file = file;
@@ -54,6 +58,7 @@ export class ElfCore implements PhysicalMemory {
     this.notes = notes;
     this.eFlags = eFlags;
     this.phoff = phoff;
+    this.elfMachine = elfMachine;
     this.mapped = undefined;
   }
 
@@ -95,8 +100,11 @@ export class ElfCore implements PhysicalMemory {
     if (type !== ET_CORE) {
       throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
     }
-    if (machine !== EM_X86_64) {
-      throw new VmsiftError(`unsupported machine ${machine} (only x86_64 = 62)`, { file: path, offset: 18 });
+    if (machine !== EM_X86_64 && machine !== EM_AARCH64) {
+      throw new VmsiftError(`unsupported machine ${machine} (x86_64 = 62, arm64 = 183)`, {
+        file: path,
+        offset: 18,
+      });
     }
     const phoff = u64n(dv, 32, path);
     const shoff = u64n(dv, 40, path);
@@ -171,7 +179,7 @@ export class ElfCore implements PhysicalMemory {
         if (memsz === 0) continue;
         if (paddr + memsz > MAX_PHYS_ADDR) {
           throw new VmsiftError(
-            `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond x86_64's 52-bit limit`,
+            `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond the 52-bit limit`,
             { file: path, offset: at },
           );
         }
@@ -208,7 +216,7 @@ export class ElfCore implements PhysicalMemory {
       }
       noteSegment = { fileOffset: noteParts[0].fileOffset, bytes: all };
     }
-    return new ElfCore(file, segments, noteSegment, notes, eFlags, phoff);
+    return new ElfCore(file, segments, noteSegment, notes, eFlags, phoff, machine);
   }
 
   /** Number of CPUs: notes named CORE with type NT_PRSTATUS (makedumpfile's rule). */
