@@ -17,7 +17,7 @@
  *   (and top-byte tags) never reach a table index.
  *
  * The scan reads struct pages through the walk (vmemmap is block-mapped, so few pieces). The kernel image
- * guard: [_stext, end of the physically contiguous run the tables map from _stext), cut at 1 GiB.
+ * guard: see arm64KernelImage.
  */
 import { VmsiftError } from "../errors.ts";
 import type { KernelImageRange } from "../memoryModel.ts";
@@ -29,6 +29,8 @@ import { type Arm64AddressFormat, arm64Levels, Arm64Translator } from "./arm64Ta
 const MASK64 = (1n << 64n) - 1n;
 /** Bound of the kernel image guard's mapped run. */
 const IMAGE_RUN_MAX = 1 << 30;
+/** Largest unmapped gap inside the image (the freed __init region). */
+const IMAGE_GAP_MAX = 16 << 20;
 
 /** The layout facts of an arm64 dump, from VMCOREINFO. */
 export interface Arm64Layout {
@@ -162,9 +164,9 @@ export function arm64FromDump(mem: PhysicalMemory, info: VmcoreInfo): Arch {
 }
 
 /**
- * The kernel image: from _stext (PA through kimage_voffset, checked against the tables) to the end of the
- * physically contiguous run the tables map from there (cut at 1 GiB). Undefined when _stext is absent or
- * the tables disagree with kimage_voffset.
+ * The kernel image: from _stext to the end of what the tables map at PA = vaddr - kimage_voffset, stepping
+ * over unmapped gaps of at most 16 MiB (arm64 unmaps [__init_begin, __init_end) after boot, and .data/.bss
+ * follow it), cut at 1 GiB. Undefined when _stext is absent or the tables disagree with kimage_voffset.
  */
 function arm64KernelImage(
   vm: Arm64Translator,
@@ -175,22 +177,31 @@ function arm64KernelImage(
   if (stext === undefined || l.kimageVoffset === undefined) return undefined;
   const start = arm64LinearPa(l, stext);
   if (start === undefined || vm.vtop(stext) !== start) return undefined;
-  // Extend the run 2 MiB at a time so that the walk stops where the image's mapping does.
   const step = 2 * 1024 * 1024;
-  let len = 0;
+  let end = start; // PA past the last byte mapped as part of the image
+  let gap = 0;
   let v = BigInt.asUintN(64, stext);
-  while (len < IMAGE_RUN_MAX) {
+  for (let off = 0; off < IMAGE_RUN_MAX && gap <= IMAGE_GAP_MAX;) {
     const pieces = vm.mapRun(v, step - Number(v % BigInt(step)));
-    const p = pieces[0];
-    if (p.paddr !== start + len) break;
-    len += p.len;
-    if (pieces.length > 1) break;
-    v += BigInt(p.len);
+    let broken = false;
+    for (const p of pieces) {
+      const want = start + off;
+      if (p.paddr === undefined) gap += p.len;
+      else if (p.paddr === want) {
+        gap = 0;
+        end = want + p.len;
+      } else {
+        broken = true;
+        break;
+      }
+      off += p.len;
+      v += BigInt(p.len);
+    }
+    if (broken) break;
   }
-  const first = { paddr: start, len };
   return {
-    startPfn: Math.floor(first.paddr / l.pageSize),
-    endPfn: Math.ceil((first.paddr + first.len) / l.pageSize),
-    source: `${info.symbol("_stext") !== undefined ? "_stext" : "_text"}..end of its page-table mapping`,
+    startPfn: Math.floor(start / l.pageSize),
+    endPfn: Math.ceil(end / l.pageSize),
+    source: `${info.symbol("_stext") !== undefined ? "_stext" : "_text"}..end of its kimage mapping`,
   };
 }
