@@ -36,7 +36,7 @@ export { formatReport, type PageStats, statsJson } from "./core/stats.ts";
 /** The kernel log (--dump-dmesg), in makedumpfile's line format. */
 export { DmesgError, type DmesgResult, extractDmesg } from "./core/printk.ts";
 /** Where writers put bytes. */
-export type { Sink } from "./formats/sink.ts";
+export type { Sink } from "./io/sink.ts";
 /** A buffered output file (mode 0600). */
 export { FileSink } from "./io/fileSink.ts";
 /** Page codecs: zlib, lzo, snappy, zstd. */

@@ -16,14 +16,15 @@ import {
   type KdumpWriteResult,
   writeKdumpAsync,
 } from "../formats/kdump/writer.ts";
-import { asOutputFull, DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
+import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
 import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
-import type { Sink } from "../formats/sink.ts";
 import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
 import { writeKdumpSplitAsync } from "../formats/kdump/split.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
 import { type DumpInput, openDumpInput } from "./input.ts";
 import { readUtsname } from "./utsname.ts";
+import { asOutputFull } from "../io/outputFull.ts";
+import type { Sink } from "../io/sink.ts";
 
 /** What to dump and how. */
 export interface DumpRequest {

@@ -6,7 +6,6 @@ import { VmsiftError } from "../core/errors.ts";
 import { formatReport, statsJson } from "../core/stats.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import { createCodecAsync } from "../formats/codecs/registry.ts";
-import type { Sink } from "../formats/sink.ts";
 import { openOutput } from "./output.ts";
 import { FlatSink } from "../formats/flatSink.ts";
 import { sniffDumpFormat } from "../formats/kdump/inputKdump.ts";
@@ -16,6 +15,7 @@ import type { CliOptions } from "./options.ts";
 import { pathExists } from "./input.ts";
 import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
+import type { Sink } from "../io/sink.ts";
 
 /**
  * Default memory budget for the two bitmaps together (KiB): 1 MiB holds both bitmaps of a 16 GiB machine;

@@ -2,12 +2,12 @@
  * The output backend of a dump: O_DIRECT file by default (seed proposition 1), buffered with
  * --no-direct-io, nothing with --dry-run.
  */
-import type { Sink } from "../formats/sink.ts";
 import { DirectSink } from "../io/directSink.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { libcAvailable } from "../io/libc.ts";
 import type { CliOptions } from "./options.ts";
 import type { Messages } from "./messages.ts";
+import type { Sink } from "../io/sink.ts";
 
 /** A Sink that only counts (for --dry-run). */
 export class NullSink implements Sink {

@@ -6,8 +6,9 @@
  */
 import { VmsiftError } from "../core/errors.ts";
 import { FileSink, type FileSinkOptions } from "../io/fileSink.ts";
-import { type ByteSource, FlatReader, type FlatReaderOptions, IntervalSet } from "./flatReader.ts";
-import type { Sink } from "./sink.ts";
+import { type ByteSource, FlatReader, type FlatReaderOptions } from "./flatReader.ts";
+import { IntervalSet } from "../io/intervalSet.ts";
+import type { Sink } from "../io/sink.ts";
 
 /** What a rebuild did. */
 export interface FlatRebuildResult {

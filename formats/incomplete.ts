@@ -2,7 +2,7 @@
  * Dumps that cannot be finished (kdump-reference.md 2.3, 4.7): the output is full (`-L SIZE` or ENOSPC), the
  * user interrupted the dump (SIGTERM/SIGINT), or pages of the vmcore cannot be read. The writers share:
  *
- * - {@link OutputFullError} / {@link DumpInterrupted}: why writing stopped. An OutputFullError is retried by
+ * - `OutputFullError` (io/outputFull.ts) / {@link DumpInterrupted}: why writing stopped. An OutputFullError is retried by
  *   cli/dump.ts at the next `-d` fallback level; with no level left (or on an interrupt) the writer finishes
  *   the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
  *   ELF e_flags bit 0), and reports {@link IncompleteInfo}.
@@ -14,20 +14,9 @@
  */
 import { VmsiftError } from "../core/errors.ts";
 import type { PhysicalMemory } from "../core/physMem.ts";
-import { ENOSPC, SysError } from "../io/libc.ts";
 
 /** Why a dump was left incomplete. */
 export type IncompleteReason = "size-limit" | "no-space" | "interrupted" | "read-error";
-
-/** The output cannot take more bytes: `-L` reached or the file system is full. */
-export class OutputFullError extends VmsiftError {
-  readonly reason: "size-limit" | "no-space";
-  constructor(reason: "size-limit" | "no-space", message: string, file?: string, offset?: number) {
-    super(message, { file, offset });
-    this.name = "OutputFullError";
-    this.reason = reason;
-  }
-}
 
 /** The dump was interrupted by a signal. */
 export class DumpInterrupted extends VmsiftError {
@@ -37,21 +26,6 @@ export class DumpInterrupted extends VmsiftError {
     this.name = "DumpInterrupted";
     this.signal = signal;
   }
-}
-
-/** `e` as an OutputFullError when it means "no space" (SysError ENOSPC included), else null. */
-export function asOutputFull(e: unknown): OutputFullError | null {
-  if (e instanceof OutputFullError) return e;
-  if (e instanceof SysError && e.errno === ENOSPC) {
-    const off = e.place.offset;
-    return new OutputFullError(
-      "no-space",
-      e.message,
-      e.place.file,
-      typeof off === "number" ? off : undefined,
-    );
-  }
-  return null;
 }
 
 /** What the writers are told about limits and interruptions. */

@@ -24,7 +24,6 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { writeKdump } from "../formats/kdump/writer.ts";
 import { type CodecName, createCodec } from "../formats/codecs/registry.ts";
-import type { Sink } from "../formats/sink.ts";
 import { runDump } from "../cli/dump.ts";
 import { readUtsname } from "../cli/utsname.ts";
 import { generate } from "../fixtures/synthetic/generate.ts";
@@ -43,6 +42,7 @@ import {
 } from "./mutators.ts";
 import { ArenaVm, OLDLOG_LEN, type OldLogSeed, oldLogSeed } from "./oldlog.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import type { Sink } from "../io/sink.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();

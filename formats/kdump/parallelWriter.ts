@@ -30,17 +30,11 @@ import {
   ZERO_PAGE,
 } from "../codecs/codecWorker.ts";
 import {
-  bitmapRuns,
-  finishIncomplete,
   finishPages,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
-  PagePairWriter,
-  readPageLenient,
-  readRun,
   withUnreadable,
-  writeKdumpHead,
 } from "./writer.ts";
 import {
   DumpInterrupted,
@@ -49,6 +43,9 @@ import {
   UnreadablePages,
   YIELD_INTERVAL_MS,
 } from "../incomplete.ts";
+import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
+import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
+import { writeKdumpHead } from "./headWriter.ts";
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {

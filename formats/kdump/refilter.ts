@@ -24,11 +24,11 @@ import { excludeVmemmapPages, type VmemmapExcludeResult } from "../../core/vmemm
 import { VmcoreInfo } from "../../core/vmcoreinfo.ts";
 import { createBitmaps } from "../../io/fileBitmap.ts";
 import type { PageCodec } from "../codecs/codec.ts";
-import type { Sink } from "../sink.ts";
 import { UTSNAME_SIZE } from "./header.ts";
 import { type KdumpInput, openKdumpInput } from "./inputKdump.ts";
 import { type KdumpSplitResult, writeKdumpSplit } from "./split.ts";
 import { type KdumpSource, type KdumpWriteResult, writeKdump } from "./writer.ts";
+import type { Sink } from "../../io/sink.ts";
 
 /** Options of {@link filterKdumpInput}. */
 export interface RefilterOptions {

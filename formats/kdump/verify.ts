@@ -8,9 +8,9 @@ import { VmsiftError } from "../../core/errors.ts";
 import { MemBitmap } from "../../core/bitmap.ts";
 import { ElfCore } from "../elfCore.ts";
 import { flagName, KdumpFile } from "./reader.ts";
-import { readPageLenient } from "./writer.ts";
 import { KDUMP_HEADER_VERSION, utsnameFields } from "./header.ts";
 import { PAGE_DESC_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
+import { readPageLenient } from "./pageRuns.ts";
 
 /** Options of verifyDump. */
 export interface VerifyOptions {
