@@ -29,8 +29,6 @@ import { type Arm64AddressFormat, arm64Levels, Arm64Translator } from "./arm64Ta
 const MASK64 = (1n << 64n) - 1n;
 /** Bound of the kernel image guard's mapped run. */
 const IMAGE_RUN_MAX = 1 << 30;
-/** Largest unmapped gap inside the image (the freed __init region). */
-const IMAGE_GAP_MAX = 16 << 20;
 
 /** The layout facts of an arm64 dump, from VMCOREINFO. */
 export interface Arm64Layout {
@@ -164,41 +162,29 @@ export function arm64FromDump(mem: PhysicalMemory, info: VmcoreInfo): Arch {
 }
 
 /**
- * The kernel image: from _stext to the end of what the tables map at PA = vaddr - kimage_voffset, stepping
- * over unmapped gaps of at most 16 MiB (arm64 unmaps [__init_begin, __init_end) after boot, and .data/.bss
- * follow it), cut at 1 GiB. Undefined when _stext is absent or the tables disagree with kimage_voffset.
+ * The kernel image guard: from _stext to the end of the run the tables map at PA = VA - kimage_voffset,
+ * physically contiguous and without a hole (cut at 1 GiB): text and rodata up to __init_begin. arm64 unmaps
+ * [__init_begin, __init_end) after boot and frees its pages to the page allocator, so the run stops there and
+ * .data/.bss beyond are not covered (kallsyms would give their bounds). Undefined when _stext is absent or the
+ * tables disagree with kimage_voffset.
  */
-function arm64KernelImage(
-  vm: Arm64Translator,
-  info: VmcoreInfo,
-  l: Arm64Layout,
-): KernelImageRange | undefined {
+function arm64KernelImage(vm: Arm64Translator, info: VmcoreInfo, l: Arm64Layout): KernelImageRange | undefined {
   const stext = info.symbol("_stext") ?? info.symbol("_text");
   if (stext === undefined || l.kimageVoffset === undefined) return undefined;
   const start = arm64LinearPa(l, stext);
   if (start === undefined || vm.vtop(stext) !== start) return undefined;
   const step = 2 * 1024 * 1024;
-  let end = start; // PA past the last byte mapped as part of the image
-  let gap = 0;
+  let len = 0;
   let v = BigInt.asUintN(64, stext);
-  for (let off = 0; off < IMAGE_RUN_MAX && gap <= IMAGE_GAP_MAX;) {
+  while (len < IMAGE_RUN_MAX) {
     const pieces = vm.mapRun(v, step - Number(v % BigInt(step)));
-    let broken = false;
-    for (const p of pieces) {
-      const want = start + off;
-      if (p.paddr === undefined) gap += p.len;
-      else if (p.paddr === want) {
-        gap = 0;
-        end = want + p.len;
-      } else {
-        broken = true;
-        break;
-      }
-      off += p.len;
-      v += BigInt(p.len);
-    }
-    if (broken) break;
+    const p = pieces[0];
+    if (p.paddr !== start + len) break;
+    len += p.len;
+    if (pieces.length > 1) break;
+    v += BigInt(p.len);
   }
+  const end = start + len;
   return {
     startPfn: Math.floor(start / l.pageSize),
     endPfn: Math.ceil(end / l.pageSize),
