@@ -168,7 +168,11 @@ export function arm64FromDump(mem: PhysicalMemory, info: VmcoreInfo): Arch {
  * .data/.bss beyond are not covered (kallsyms would give their bounds). Undefined when _stext is absent or the
  * tables disagree with kimage_voffset.
  */
-function arm64KernelImage(vm: Arm64Translator, info: VmcoreInfo, l: Arm64Layout): KernelImageRange | undefined {
+function arm64KernelImage(
+  vm: Arm64Translator,
+  info: VmcoreInfo,
+  l: Arm64Layout,
+): KernelImageRange | undefined {
   const stext = info.symbol("_stext") ?? info.symbol("_text");
   if (stext === undefined || l.kimageVoffset === undefined) return undefined;
   const start = arm64LinearPa(l, stext);
