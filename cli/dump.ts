@@ -124,6 +124,7 @@ async function runDumpAtLevel(req: DumpRequest, lastLevel: boolean): Promise<Dum
     const model = buildMemoryModel(core, info, { kernelImageGuard: req.imageGuard ?? true });
     const maxMapnr = model.maxMapnr;
     req.debug?.(`max_mapnr    : ${maxMapnr.toString(16)}`);
+    for (const line of model.arch.describe()) req.debug?.(line);
     const bitmaps = createBitmaps(maxMapnr, {
       budgetBytes: req.bitmapBudget,
       dir: req.bitmapDir,
