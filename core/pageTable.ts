@@ -46,11 +46,17 @@ export interface TranslatorOptions {
 
 /** Kernel virtual memory of an x86_64 dump. */
 export class X86Translator implements KernelTranslator {
+  /** The physical memory the page tables are read from. */
   readonly mem: PhysicalMemory;
+  /** Physical address of the top-level page table. */
   readonly rootPa: number;
+  /** Where the kernel image was loaded (NUMBER(phys_base)). */
   readonly physBase: bigint;
+  /** Paging levels: 4, or 5 with la57. */
   readonly levels: 4 | 5;
+  /** AMD SME encryption bit(s) masked out of page-table entries. */
   readonly smeMask: bigint;
+  /** True when kernel-image addresses translate linearly (no page-table walk needed). */
   readonly linearKernelImage: boolean;
   /** Entry address mask (bits 12-51 minus sme_mask) as u32 halves. */
   readonly #maskLo: number;
@@ -64,6 +70,7 @@ export class X86Translator implements KernelTranslator {
   /** Counters for diagnostics. */
   tableReads = 0;
 
+  /** A translator over `mem` with the page tables `opts` names. */
   constructor(mem: PhysicalMemory, opts: TranslatorOptions) {
     this.mem = mem;
     this.rootPa = opts.rootPa;

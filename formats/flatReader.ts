@@ -51,10 +51,14 @@ export interface FlatChunk {
   record: number;
 }
 
+/** True when `head` (at least 32 bytes) starts with the flattened stream's signature. */
+export function hasFlatSignature(head: Uint8Array): boolean {
+  return head.length >= 32 && FLAT_SIGNATURE.every((b, i) => head[i] === b);
+}
+
 /** True when `head` (at least 32 bytes) starts like a flattened stream (signature and type). */
 export function isFlattened(head: Uint8Array): boolean {
-  if (head.length < 32) return false;
-  for (let i = 0; i < 16; i++) if (head[i] !== FLAT_SIGNATURE[i]) return false;
+  if (!hasFlatSignature(head)) return false;
   const dv = new DataView(head.buffer, head.byteOffset, 32);
   return dv.getBigInt64(16, false) === BigInt(FLAT_TYPE);
 }

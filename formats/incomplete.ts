@@ -2,9 +2,9 @@
  * Dumps that cannot be finished (kdump-reference.md 2.3, 4.7): the output is full (`-L SIZE` or ENOSPC), the
  * user interrupted the dump (SIGTERM/SIGINT), or pages of the vmcore cannot be read. The writers share:
  *
- * - `OutputFullError` (io/outputFull.ts) / {@link DumpInterrupted}: why writing stopped. An OutputFullError is retried by
- *   cli/dump.ts at the next `-d` fallback level; with no level left (or on an interrupt) the writer finishes
- *   the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
+ * - `OutputFullError` (io/outputFull.ts) / {@link DumpInterrupted}: why writing stopped. An OutputFullError
+ *   is retried by dump/run.ts at the next `-d` fallback level; with no level left (or on an interrupt) the
+ *   writer finishes the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
  *   ELF e_flags bit 0), and reports {@link IncompleteInfo}.
  * - {@link WriteControl}: the size limit, whether to keep an incomplete file, and the interrupt flag polled
  *   between runs of pages ({@link driveAsync} lets the event loop turn, so signal listeners run).
@@ -48,6 +48,7 @@ export interface WriteControl {
 
 /** Set when a dump was finished as incomplete. */
 export interface IncompleteInfo {
+  /** Why writing stopped. */
   reason: IncompleteReason;
   /** Pages whose descriptor and data are in the file. */
   pagesWritten: number;
@@ -61,11 +62,14 @@ export interface IncompleteInfo {
 
 /** Ranges of pfns whose data could not be read from the vmcore, merged when adjacent. */
 export class UnreadablePages {
+  /** [first pfn, page count] of each unreadable run, in pfn order. */
   readonly ranges: Array<[start: number, count: number]> = [];
+  /** Pages in all ranges. */
   pages = 0;
   /** First error message (e.g. "read error: Input/output error"). */
   firstError = "";
 
+  /** Record `n` unreadable pages from `pfn` (`why`: the read error). */
   add(pfn: number, n: number, why: string): void {
     if (this.firstError === "") this.firstError = why;
     this.pages += n;

@@ -13,14 +13,16 @@ import { libcAvailable, strerror, sysClose, sysMmapRead, sysMunmap, sysOpen } fr
  * Default window: 1 MiB (makedumpfile maps 4 MiB): mapped pages count in RSS, and a smaller window costs only
  * more mmap calls (a few per MiB of input, measured no slower).
  */
-export const DEFAULT_WINDOW = 1 << 20;
+const DEFAULT_WINDOW = 1 << 20;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
 const PAGE = 4096;
 
 /** A read-only file read through an mmap window. */
 export class MappedFile {
+  /** The path it was opened from. */
   readonly path: string;
+  /** Size in bytes. */
   readonly size: number;
   readonly #fd: number;
   readonly #window: number;
@@ -110,6 +112,7 @@ export class MappedFile {
     }
   }
 
+  /** Unmap the window and close the file. */
   close(): void {
     this.#unmap();
     sysClose(this.#fd);

@@ -7,9 +7,9 @@
  * compared on such a copy, made here. See docs/arm64.md.
  */
 import assert from "node:assert/strict";
-import { runDump } from "../cli/dump.ts";
-import { openDumpInput } from "../cli/input.ts";
-import { NullSink } from "../cli/output.ts";
+import { dumpVmcore } from "../dump/run.ts";
+import { openElfInput } from "../dump/input.ts";
+import { NullSink } from "../dump/outputs.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { extractDmesg } from "../core/printk.ts";
 import { statsJson } from "../core/stats.ts";
@@ -73,15 +73,12 @@ for (const f of FACTS) {
       const dir = tempDir();
       try {
         for (const [level, want] of Object.entries(f.dump_levels)) {
-          const r = await runDump({
-            vmcore,
+          const r = await dumpVmcore(vmcore, {
             dumpLevel: Number(level),
-            codec: null,
-            openSink: () => new NullSink(),
+            openSinks: () => [new NullSink()],
             bitmapDir: dir,
             bitmapBudget: 64 << 20,
             imageGuard: false,
-            directIo: false,
           });
           const s = statsJson(r.stats);
           for (const [k, v] of Object.entries(want)) assert.equal(s[k], v, `-d ${level}: ${k}`);
@@ -108,7 +105,7 @@ for (const f of FACTS) {
         assert.equal(v.code, 0, v.stderr);
         const ok = await runVmsift(["verify", `${dir}/l.kdump`, vmcore]);
         assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-        const inp = openDumpInput(vmcore);
+        const inp = openElfInput(vmcore);
         try {
           const model = buildMemoryModel(inp.core, inp.info);
           const log = extractDmesg(model.vm, inp.info, { callerColumn: f.dmesg_caller }).bytes;

@@ -5,9 +5,9 @@
  * the kernel image range; and a kdump file of 16 KiB and 64 KiB pages verifies page by page.
  */
 import assert from "node:assert/strict";
-import { runDump } from "../cli/dump.ts";
-import { openDumpInput } from "../cli/input.ts";
-import { NullSink } from "../cli/output.ts";
+import { dumpVmcore } from "../dump/run.ts";
+import { openElfInput } from "../dump/input.ts";
+import { NullSink } from "../dump/outputs.ts";
 import type { Arm64Translator } from "../core/arch/arm64Tables.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { extractDmesg } from "../core/printk.ts";
@@ -49,14 +49,11 @@ for (const [ps, va, running, levels] of CONFIGS) {
       const m = JSON.parse(Deno.readTextFileSync(`${path}.manifest.json`));
       assert.equal(m.levels, levels, "generator levels");
       for (const level of LEVELS) {
-        const r = await runDump({
-          vmcore: path,
+        const r = await dumpVmcore(path, {
           dumpLevel: level,
-          codec: null,
-          openSink: () => new NullSink(),
+          openSinks: () => [new NullSink()],
           bitmapDir: dir,
           bitmapBudget: 8 << 20,
-          directIo: false,
         });
         const got = statsJson(r.stats);
         for (const [k, v] of Object.entries(m.dump_levels[String(level)])) {
@@ -64,7 +61,7 @@ for (const [ps, va, running, levels] of CONFIGS) {
         }
         assert.equal(r.stats.keptUnreadable, 0);
       }
-      const input = openDumpInput(path);
+      const input = openElfInput(path);
       try {
         const model = buildMemoryModel(input.core, input.info);
         assert.equal(model.arch.name, "arm64");

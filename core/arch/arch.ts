@@ -23,6 +23,7 @@ export type ArchName = "x86_64" | "arm64";
 
 /** One architecture's view of one dump. */
 export interface Arch {
+  /** Which architecture. */
   readonly name: ArchName;
   /** utsname.machine of its kernels ("x86_64", "aarch64"). */
   readonly utsMachine: string;

@@ -32,6 +32,7 @@ const IMAGE_RUN_MAX = 1 << 30;
 
 /** The layout facts of an arm64 dump, from VMCOREINFO. */
 export interface Arm64Layout {
+  /** PAGESIZE: the granule. */
   pageSize: number;
   /** NUMBER(VA_BITS) (configured). */
   vaBitsConfigured: number;
@@ -39,6 +40,7 @@ export interface Arm64Layout {
   vaBits: number;
   /** NUMBER(MAX_PHYSMEM_BITS), 48 when absent. */
   maxPhysmemBits: number;
+  /** How the descriptors hold output addresses. */
   addressFormat: Arm64AddressFormat;
   /** NUMBER(kimage_voffset), unsigned; undefined before 4.6. */
   kimageVoffset: bigint | undefined;

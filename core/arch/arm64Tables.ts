@@ -68,17 +68,25 @@ const LEVEL_NAMES: Record<number, LevelName[]> = {
 
 /** Kernel virtual memory of an arm64 dump. */
 export class Arm64Translator implements KernelTranslator {
+  /** The physical memory the tables are read from. */
   readonly mem: PhysicalMemory;
+  /** Physical address of swapper_pg_dir. */
   readonly rootPa: number;
+  /** The granule in bytes. */
   readonly pageSize: number;
+  /** log2 of the granule. */
   readonly pageShift: number;
+  /** The VA size walked (the running one). */
   readonly vaBits: number;
+  /** Table levels of a walk (2-5). */
   readonly levels: number;
+  /** How the descriptors hold output addresses. */
   readonly addressFormat: Arm64AddressFormat;
   /** Bytes one entry covers at each level, top first. */
   readonly spans: readonly number[];
   /** Entries of each table, top first (the top table may be shorter than a page). */
   readonly entries: readonly number[];
+  /** Level names top first (PGD ... PTE, as Linux folds them). */
   readonly names: readonly LevelName[];
   readonly #loMask: number;
   readonly #hiMask: number;
@@ -89,6 +97,7 @@ export class Arm64Translator implements KernelTranslator {
   /** Table reads from the dump (diagnostics). */
   tableReads = 0;
 
+  /** A translator over `mem` with the given geometry (throws RangeError on an impossible one). */
   constructor(mem: PhysicalMemory, opts: Arm64TableOptions) {
     this.mem = mem;
     this.rootPa = opts.rootPa;

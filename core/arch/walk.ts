@@ -10,6 +10,7 @@ export type LevelName = "PGD" | "P4D" | "PUD" | "PMD" | "PTE";
 
 /** One step of a page-table walk (what makedumpfile --vtop prints as `PGD : addr => entry`). */
 export interface WalkStep {
+  /** Which table (PGD, P4D, PUD, PMD, PTE). */
   level: LevelName;
   /** Physical address of the table. */
   tablePa: number;
@@ -23,7 +24,9 @@ export interface WalkStep {
 
 /** Result of `walk()`. */
 export interface WalkResult {
+  /** The address walked. */
   vaddr: bigint;
+  /** The tables visited, top first. */
   steps: WalkStep[];
   /** Physical address, when the walk reached a present leaf inside addressable memory. */
   paddr?: number;
@@ -35,8 +38,11 @@ export interface WalkResult {
 
 /** A physically contiguous piece of a virtual range (paddr undefined: not mapped / not readable). */
 export interface MappedPiece {
+  /** Start of the piece. */
   vaddr: bigint;
+  /** Physical address of its first byte, or undefined when unmapped or unreadable. */
   paddr: number | undefined;
+  /** Length in bytes. */
   len: number;
 }
 

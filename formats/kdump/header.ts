@@ -4,26 +4,28 @@
  * 64-bit fields that are offsets or pfns are plain numbers (files and pfns stay below 2^53); phys_base is a
  * bigint because x86_64 kernels may have a "negative" one.
  */
+import { UTSNAME_SIZE } from "../../core/utsname.ts";
 import { MAIN_HEADER_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
 
 /** "KDUMP   " */
 export const KDUMP_SIGNATURE = "KDUMP   ";
+
+/** True when `head` (the first bytes of a file) starts with the kdump-compressed signature. */
+export function isKdumpHead(head: Uint8Array): boolean {
+  return head.length >= 8 && String.fromCharCode(...head.subarray(0, 8)) === KDUMP_SIGNATURE;
+}
+
 /** Legacy diskdump signature (accepted by readers, never written). */
 export const DISKDUMP_SIGNATURE = "DISKDUMP";
 /** header_version written by makedumpfile and by us. */
 export const KDUMP_HEADER_VERSION = 6;
-/** Bytes of the utsname copy (6 x 65). */
-export const UTSNAME_SIZE = 390;
 /** Length of one utsname field. */
-export const UTS_FIELD = 65;
+const UTS_FIELD = 65;
 
-/** status bits. */
-export const DUMP_DH_COMPRESSED_ZLIB = 0x1;
-export const DUMP_DH_COMPRESSED_LZO = 0x2;
-export const DUMP_DH_COMPRESSED_SNAPPY = 0x4;
+/** status bit: the dump is incomplete (the codec bits are formats/codecs/codec.ts FLAG_*). */
 export const DUMP_DH_COMPRESSED_INCOMPLETE = 0x8;
+/** status bit: -e excluded unused vmemmap pages. */
 export const DUMP_DH_EXCLUDED_VMEMMAP = 0x10;
-export const DUMP_DH_COMPRESSED_ZSTD = 0x20;
 
 /** Field offsets inside the main header. */
 export const MH = {
@@ -64,48 +66,74 @@ export const SH = {
 
 /** struct disk_dump_header. */
 export interface MainHeader {
+  /** "KDUMP   " (or the legacy "DISKDUMP"). */
   signature: string;
+  /** header_version (6 for makedumpfile 1.7). */
   headerVersion: number;
   /** 390 bytes. */
   utsname: Uint8Array;
+  /** Crash time, seconds since the epoch. */
   timestampSec: number;
+  /** Crash time, microseconds part. */
   timestampUsec: number;
+  /** Status bits: codec flag, incomplete (0x8), excluded vmemmap (0x10). */
   status: number;
+  /** Page size (block_size). */
   blockSize: number;
+  /** Blocks of the sub header. */
   subHdrSize: number;
+  /** Blocks of both bitmaps together. */
   bitmapBlocks: number;
   /** 32-bit copy, min(max_mapnr, 2^32-1). */
   maxMapnr: number;
+  /** Unused (0). */
   totalRamBlocks: number;
+  /** Unused (0). */
   deviceBlocks: number;
+  /** Unused (0). */
   writtenBlocks: number;
+  /** Unused (0). */
   currentCpu: number;
+  /** CPUs of the crashed kernel. */
   nrCpus: number;
 }
 
 /** struct kdump_sub_header (fields up to header_version 6). */
 export interface SubHeader {
+  /** Where the kernel image was loaded (two's complement 64-bit). */
   physBase: bigint;
+  /** dump_level the file was written at. */
   dumpLevel: number;
+  /** 1 when the file is one part of a --split set. */
   split: number;
   /** 32-bit truncated copies (obsolete). */
   startPfn: number;
+  /** 32-bit truncated end pfn (obsolete). */
   endPfn: number;
+  /** File offset of the VMCOREINFO text, 0 without. */
   offsetVmcoreinfo: number;
+  /** Its size in bytes. */
   sizeVmcoreinfo: number;
+  /** File offset of the ELF notes. */
   offsetNote: number;
+  /** Their size in bytes. */
   sizeNote: number;
+  /** File offset of the erase information, 0 without. */
   offsetEraseinfo: number;
+  /** Its size in bytes. */
   sizeEraseinfo: number;
+  /** First pfn of a split part. */
   startPfn64: number;
+  /** End pfn (exclusive) of a split part. */
   endPfn64: number;
+  /** max_mapnr, 64-bit. */
   maxMapnr64: number;
 }
 
 const U32 = 0x1_0000_0000;
 
 /** Truncate to the low 32 bits (the C cast makedumpfile applies to the obsolete fields). */
-export function low32(v: number): number {
+function low32(v: number): number {
   return v % U32;
 }
 

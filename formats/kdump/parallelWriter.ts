@@ -13,7 +13,7 @@
  *
  * N threads = N - 1 workers + the main thread, which compresses a batch itself when every worker is full
  * (`mainCompresses`). A worker costs a V8 isolate (about 20 MiB RSS, 50-100 ms to start, its own JIT
- * warm-up): cli/dump.ts starts them before reading the vmcore ({@link CodecWorkers}) and has them compile
+ * warm-up): dump/run.ts starts them before reading the vmcore ({@link CodecWorkers}) and has them compile
  * the codec meanwhile, so on an idle machine that cost overlaps the struct page scan.
  */
 import { VmsiftError } from "../../core/errors.ts";
@@ -80,7 +80,7 @@ export function workersFor(threads: number): number {
 }
 
 /** Default pages per batch: 2 MiB of 4 KiB pages. */
-export const DEFAULT_BATCH_PAGES = 512;
+const DEFAULT_BATCH_PAGES = 512;
 
 /**
  * Codec workers, startable ahead of the write so that their start-up (each loads this program and compiles

@@ -26,24 +26,31 @@ import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
 
 /** What the writer needs to know about the input. */
 export interface KdumpSource {
+  /** Where page contents are read. */
   mem: PhysicalMemory;
   /** Pages present (inside some PT_LOAD), at least maxMapnr bits. */
   bitmap1: PfnBitmap;
   /** Pages written (subset of bitmap1; zero pages keep their bit). */
   bitmap2: PfnBitmap;
+  /** Pages the bitmaps cover (pfns below it). */
   maxMapnr: number;
+  /** Bytes per page. */
   pageSize: number;
   /** The input PT_NOTE copied verbatim. */
   noteBytes: Uint8Array;
   /** Offset of the VMCOREINFO desc text inside noteBytes, or -1. */
   vmcoreinfoOffsetInNotes: number;
+  /** Length of the VMCOREINFO text inside noteBytes. */
   vmcoreinfoSize: number;
   /** 390 bytes (6 x 65) from the kernel's init_uts_ns. */
   utsname: Uint8Array;
   /** CRASHTIME or 0. */
   crashTime: number;
+  /** nr_cpus of the header. */
   nrCpus: number;
+  /** phys_base of the sub header. */
   physBase: bigint;
+  /** dump_level of the sub header. */
   dumpLevel: number;
 }
 
@@ -51,6 +58,7 @@ export interface KdumpSource {
 export interface KdumpWriteOptions {
   /** Page codec, or null for an uncompressed dump. */
   codec: PageCodec | null;
+  /** Where the file goes (the caller closes or aborts it). */
   sink: Sink;
   /** Extra header status bits (e.g. 0x10 excluded vmemmap). */
   extraStatus?: number;
@@ -64,10 +72,15 @@ export interface KdumpWriteOptions {
 
 /** Counts of what was written. */
 export interface KdumpWriteResult {
+  /** Pages written (zero pages included). */
   dumpablePages: number;
+  /** Of those, zero pages (the shared zero page). */
   zeroPages: number;
+  /** Of those, stored uncompressed. */
   rawPages: number;
+  /** Of those, stored compressed. */
   compressedPages: number;
+  /** Size of the file, bytes. */
   fileSize: number;
   /** Set when the file was finished as INCOMPLETE (header status 0x8 / ELF e_flags bit 0). */
   incomplete?: IncompleteInfo;
