@@ -35,7 +35,7 @@ export { type ErrorPlace, VmsiftError } from "./core/errors.ts";
 export { VmcoreInfo } from "./core/vmcoreinfo.ts";
 /** Physical memory as the rest of vmsift sees it, whatever the input format. */
 export { findSegment, type PhysicalMemory, type PhysSegment } from "./core/physMem.ts";
-/** Kernel virtual memory reads (implemented by the x86_64 page-table translator). */
+/** Kernel virtual memory reads (implemented by each architecture's translator, core/arch). */
 export type { VirtualMemory } from "./core/virtMem.ts";
 /** PFN bitmaps in kdump on-disk bit order. */
 export { MemBitmap, type PfnBitmap } from "./core/bitmap.ts";
@@ -45,6 +45,26 @@ export { ElfCore, type NoteSegment } from "./formats/elfCore.ts";
 export { type ElfNote, NT_PRSTATUS, parseNotes } from "./formats/elfNotes.ts";
 /** x86_64 kernel virtual → physical translation (4/5-level page tables) and the --vtop walk. */
 export { formatVtop, X86Translator } from "./core/pageTable.ts";
+/** The architecture seam: the dump's architecture (x86_64 or arm64) from ELF e_machine + VMCOREINFO. */
+export {
+  type Arch,
+  type ArchName,
+  EM_AARCH64,
+  EM_X86_64,
+  selectArch,
+  type SelectArchOptions,
+} from "./core/arch/arch.ts";
+/** What every architecture's translator offers: vtop, readVirt, mapRun, the --vtop walk. */
+export type { KernelTranslator } from "./core/arch/walk.ts";
+/** arm64 translation (4/16/64 KiB granules, 2-5 levels, LPA/LPA2) and its layout from VMCOREINFO. */
+export {
+  type Arm64AddressFormat,
+  arm64Levels,
+  type Arm64TableOptions,
+  Arm64Translator,
+} from "./core/arch/arm64Tables.ts";
+/** The arm64 layout facts (VA sizes, PHYS_OFFSET, kimage_voffset, PAGE_OFFSET) read from VMCOREINFO. */
+export { type Arm64Layout, arm64Layout } from "./core/arch/arm64.ts";
 /** The memory model: translator, sparse sections, max_mapnr, page-type scheme, kernel image range. */
 export { buildMemoryModel, type MemoryModel } from "./core/memoryModel.ts";
 /** The kernel's symbols (kallsyms) and types (BTF) from the dump itself (docs/symbols.md). */

@@ -15,6 +15,8 @@ import {
 import { kallsymsLocations, readKallsyms } from "./kallsyms.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import { KERNEL_IMAGE_WINDOW, kernelImagePa, START_KERNEL_MAP, X86Translator } from "./pageTable.ts";
+import { type Arch, selectArch } from "./arch/arch.ts";
+import type { KernelTranslator } from "./arch/walk.ts";
 import { detectPageScheme, type PageScheme } from "./pageTypes.ts";
 import { readSparseMem, type SparseMem } from "./sparsemem.ts";
 import type { VirtualMemory } from "./virtMem.ts";
@@ -41,9 +43,11 @@ export interface MemoryModel {
   mem: PhysicalMemory;
   /** The VMCOREINFO the model was built from. */
   info: VmcoreInfo;
-  /** Kernel virtual memory (page-table walks from the kernel's top-level page table). */
-  vm: X86Translator;
-  /** NUMBER(phys_base) (signed; 0 when absent). */
+  /** The dump's architecture (core/arch/arch.ts). */
+  arch: Arch;
+  /** Kernel address translation (arch.vm). */
+  vm: KernelTranslator;
+  /** The kdump header's phys_base: x86_64 NUMBER(phys_base), arm64 NUMBER(PHYS_OFFSET) (signed; 0 when absent). */
   physBase: bigint;
   /** Bytes per page (PAGESIZE). */
   pageSize: number;
@@ -67,6 +71,8 @@ export interface MemoryModel {
 export interface MemoryModelOptions {
   /** Protect the kernel image pages (default true). */
   kernelImageGuard?: boolean;
+  /** ELF e_machine of the input, when known (else VMCOREINFO tells the architecture). */
+  elfMachine?: number;
 }
 
 /** Build the model; throws VmsiftError (missing VMCOREINFO keys, no page tables) when it cannot. */
@@ -75,13 +81,11 @@ export function buildMemoryModel(
   info: VmcoreInfo,
   opts: MemoryModelOptions = {},
 ): MemoryModel {
-  const pageSize = info.pageSize ?? 4096;
-  if (pageSize !== 4096) {
-    throw new VmsiftError(`PAGESIZE ${pageSize} is not supported (x86_64 uses 4096)`, { file: info.source });
-  }
+  const arch = selectArch(mem, info, { elfMachine: opts.elfMachine ?? mem.elfMachine });
+  const pageSize = arch.pageSize;
   const pageShift = Math.log2(pageSize);
-  const vm = X86Translator.fromVmcoreInfo(mem, info);
-  const physBase = info.number("phys_base") ?? 0n;
+  const vm = arch.vm;
+  const physBase = arch.physBase;
   let maxPaddr = 0;
   for (const s of mem.segments) maxPaddr = Math.max(maxPaddr, s.paddr + s.memSize);
   const maxMapnrLoads = Math.ceil(maxPaddr / pageSize);
@@ -90,6 +94,9 @@ export function buildMemoryModel(
   const warnings = [...sparse.warnings];
   const kernelImage = opts.kernelImageGuard === false
     ? undefined
+    : arch.kernelImage !== undefined
+    // arm64: _stext..__init_begin from the arch (kallsyms-bounded sections are x86_64's layout).
+    ? arch.kernelImage()
     : (kernelImageFromKallsyms(vm, info, pageSize, warnings) ?? kernelImageRange(info, physBase, pageSize) ??
       reservedOnly(kernelImageFromMapping(mem, info, physBase, pageSize), vm, info, sparse));
   if (opts.kernelImageGuard !== false && kernelImage === undefined) {
@@ -101,6 +108,7 @@ export function buildMemoryModel(
   return {
     mem,
     info,
+    arch,
     vm,
     physBase,
     pageSize,

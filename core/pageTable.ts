@@ -11,8 +11,10 @@
  */
 import { VmsiftError } from "./errors.ts";
 import type { PhysicalMemory } from "./physMem.ts";
-import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
+import type { KernelTranslator, LevelName, MappedPiece, WalkResult, WalkStep } from "./arch/walk.ts";
+
+export { formatVtop, type LevelName, type MappedPiece, type WalkResult, type WalkStep } from "./arch/walk.ts";
 
 /** __START_KERNEL_map: start of the kernel-image window. */
 export const START_KERNEL_MAP = 0xffffffff80000000n;
@@ -25,47 +27,6 @@ const DEFAULT_CACHE_TABLES = 2048;
 /** Level names and the bytes one entry covers, indexed 0 (5-level PGD) .. 4 (PTE). */
 const LEVEL_NAME: readonly LevelName[] = ["PGD", "P4D", "PUD", "PMD", "PTE"];
 const LEVEL_SPAN: readonly number[] = [2 ** 48, 2 ** 39, 2 ** 30, 2 ** 21, 4096];
-
-/** Names of the levels, top first. */
-export type LevelName = "PGD" | "P4D" | "PUD" | "PMD" | "PTE";
-
-/** One step of a page-table walk (what makedumpfile --vtop prints as `PGD : addr => entry`). */
-export interface WalkStep {
-  /** Which table (PGD, P4D, PUD, PMD, PTE). */
-  level: LevelName;
-  /** Physical address of the table. */
-  tablePa: number;
-  /** Index of the entry in the table (0-511). */
-  index: number;
-  /** Physical address of the entry (tablePa + 8 * index). */
-  entryPa: number;
-  /** The entry as read (undefined when the table could not be read). */
-  entry: bigint | undefined;
-}
-
-/** Result of `walk()`. */
-export interface WalkResult {
-  /** The address walked. */
-  vaddr: bigint;
-  /** The tables visited, top first. */
-  steps: WalkStep[];
-  /** Physical address, when the walk reached a present leaf inside addressable memory. */
-  paddr?: number;
-  /** Size of the leaf page (4096, 2 MiB or 1 GiB). */
-  pageSize?: number;
-  /** Why the walk stopped without a translation. */
-  error?: string;
-}
-
-/** A physically contiguous piece of a virtual range (paddr undefined: not mapped / not readable). */
-export interface MappedPiece {
-  /** Start of the piece. */
-  vaddr: bigint;
-  /** Physical address of its first byte, or undefined when unmapped or unreadable. */
-  paddr: number | undefined;
-  /** Length in bytes. */
-  len: number;
-}
 
 /** Options of the translator, normally derived from VMCOREINFO with `X86Translator.fromVmcoreInfo`. */
 export interface TranslatorOptions {
@@ -84,7 +45,7 @@ export interface TranslatorOptions {
 }
 
 /** Kernel virtual memory of an x86_64 dump. */
-export class X86Translator implements VirtualMemory {
+export class X86Translator implements KernelTranslator {
   /** The physical memory the page tables are read from. */
   readonly mem: PhysicalMemory;
   /** Physical address of the top-level page table. */
@@ -320,17 +281,4 @@ export function kernelImagePa(vaddr: bigint, physBase: bigint): number | undefin
   const pa = (vaddr - START_KERNEL_MAP + physBase) & MASK64;
   if (pa >= 1n << 52n) return undefined;
   return Number(pa);
-}
-
-/** makedumpfile's --vtop print: the walk steps then `VIRTUAL PHYSICAL`. */
-export function formatVtop(res: WalkResult): string {
-  const h16 = (v: number | bigint) => v.toString(16).padStart(16, " ");
-  const lines = [`Translating virtual address ${res.vaddr.toString(16)} to physical address.`];
-  for (const s of res.steps) {
-    if (s.entry === undefined) lines.push(`  ${s.level} : ${h16(s.entryPa)} => (unreadable)`);
-    else lines.push(`  ${s.level} : ${h16(s.entryPa)} => ${h16(s.entry)}`);
-  }
-  lines.push("VIRTUAL           PHYSICAL");
-  lines.push(`${h16(res.vaddr)}  ${res.paddr === undefined ? "(not mapped)" : res.paddr.toString(16)}`);
-  return lines.join("\n") + "\n";
 }

@@ -23,6 +23,8 @@ export interface PhysicalMemory {
   readonly label: string;
   /** Segments sorted by paddr, non-overlapping. */
   readonly segments: readonly PhysSegment[];
+  /** ELF e_machine of the input when it says (62 x86_64, 183 arm64); else VMCOREINFO tells the architecture. */
+  readonly elfMachine?: number;
   /**
    * Fill `out` with the bytes at [paddr, paddr + out.length). Returns false when any byte of that range is
    * outside every segment (then the content of `out` is unspecified). Reads go to the file in one call per

@@ -1,5 +1,6 @@
 /**
- * Kernel virtual memory reads, implemented by the x86_64 page-table translator (core/pageTable.ts).
+ * Kernel virtual memory reads, implemented by each architecture's translator (core/arch: x86_64
+ * core/pageTable.ts, arm64 core/arch/arm64Tables.ts).
  * Virtual addresses are 64-bit kernel addresses, so bigint.
  */
 export interface VirtualMemory {

@@ -91,6 +91,7 @@ export function filterInput(
   const kdump = input.format === "elf" ? undefined : input.kdump;
   const maxMapnr = kdump === undefined ? model.maxMapnr : refilterMaxMapnr(kdump, model);
   opts.debug?.(`max_mapnr    : ${maxMapnr.toString(16)}`);
+  for (const line of model.arch.describe()) opts.debug?.(line);
   const { bitmap1, bitmap2 } = makeBitmaps(maxMapnr);
   let original: number;
   if (elf !== undefined) {

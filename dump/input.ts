@@ -173,12 +173,7 @@ export function openElfInput(
       }
       info = noteInfo;
     }
-    const pageSize = info.pageSize;
-    if (pageSize !== undefined && pageSize !== 4096) {
-      throw new VmsiftError(`PAGESIZE ${pageSize} is not supported (x86_64 uses 4096)`, {
-        file: info.source,
-      });
-    }
+    // PAGESIZE is checked by the architecture (core/arch): 4096 on x86_64, 4/16/64 KiB on arm64.
     return {
       format: "elf",
       path: vmcore,

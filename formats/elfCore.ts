@@ -14,11 +14,12 @@ import {
 const PT_LOAD = 1;
 const PT_NOTE = 4;
 const EM_X86_64 = 62;
+const EM_AARCH64 = 183;
 const ET_CORE = 4;
 const PN_XNUM = 0xffff;
 /** makedumpfile's NOT_PADDR: a PT_LOAD with no physical address. */
 const NOT_PADDR = 0xffffffffffffffffn;
-/** x86_64 physical addresses have at most 52 bits (MAX_PHYSMEM_BITS with 5-level paging). */
+/** Physical addresses have at most 52 bits (x86_64 5-level paging, arm64 LPA/LPA2). */
 const MAX_PHYS_ADDR = 2 ** 52;
 /** Bound on program headers read from an untrusted file (a real vmcore has one per RAM range + notes). */
 const MAX_PHNUM = 1 << 20;
@@ -45,10 +46,12 @@ export interface ElfCoreHeaders {
   /** e_flags (bit 0 = incomplete dump, set by makedumpfile -E). */
   eFlags: number;
   phoff: number;
+  /** e_machine: 62 (x86_64) or 183 (arm64). */
+  elfMachine: number;
 }
 
 /**
- * Parse the headers of an ELF64 x86_64 core. With `requireData` (the default) every PT_LOAD's file data must
+ * Parse the headers of an ELF64 x86_64 or arm64 core. With `requireData` (the default) every PT_LOAD's file data must
  * lie inside the file; without it only the ELF header, the program headers and the notes must (the captured
  * 64 KiB heads of /proc/vmcore in tests). Throws VmsiftError naming the file and offset on anything malformed.
  */
@@ -79,8 +82,8 @@ export function readElfCoreHeaders(
   if (type !== ET_CORE) {
     throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
   }
-  if (machine !== EM_X86_64) {
-    throw new VmsiftError(`unsupported machine ${machine} (only x86_64 = 62)`, { file: path, offset: 18 });
+  if (machine !== EM_X86_64 && machine !== EM_AARCH64) {
+    throw new VmsiftError(`unsupported machine ${machine} (x86_64 = 62, arm64 = 183)`, { file: path, offset: 18 });
   }
   const phoff = u64n(dv, 32, path);
   const shoff = u64n(dv, 40, path);
@@ -160,7 +163,7 @@ export function readElfCoreHeaders(
       if (memsz === 0) continue;
       if (paddr + memsz > MAX_PHYS_ADDR) {
         throw new VmsiftError(
-          `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond x86_64's 52-bit limit`,
+          `PT_LOAD ${i} ends at physical 0x${(paddr + memsz).toString(16)}, beyond the 52-bit limit`,
           { file: path, offset: at },
         );
       }
@@ -197,7 +200,7 @@ export function readElfCoreHeaders(
     }
     noteSegment = { fileOffset: noteParts[0].fileOffset, bytes: all };
   }
-  return { loads, segments, noteSegment, notes, eFlags, phoff };
+  return { loads, segments, noteSegment, notes, eFlags, phoff, elfMachine: machine };
 }
 
 /**
@@ -228,7 +231,7 @@ export function checkOverlapContents(
 }
 
 /**
- * An ELF64 little-endian x86_64 core (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E output).
+ * An ELF64 little-endian x86_64 or arm64 core (/proc/vmcore, QEMU dump-guest-memory, makedumpfile -E output).
  * Program headers may start anywhere (QEMU 7.2 puts section headers first, e_phoff = 192).
  */
 export class ElfCore implements PhysicalMemory {
@@ -247,6 +250,8 @@ export class ElfCore implements PhysicalMemory {
   readonly eFlags: number;
   /** File offset of the program headers (e_phoff). */
   readonly phoff: number;
+  /** e_machine: 62 (x86_64) or 183 (arm64). */
+  readonly elfMachine: number;
   /** Page data is copied out of an mmap window when possible (see io/mappedFile.ts), else read(). */
   mapped: MappedFile | undefined;
   /**
@@ -264,6 +269,7 @@ export class ElfCore implements PhysicalMemory {
     this.notes = h.notes;
     this.eFlags = h.eFlags;
     this.phoff = h.phoff;
+    this.elfMachine = h.elfMachine;
     this.mapped = undefined;
     this.mmapFallback = undefined;
   }

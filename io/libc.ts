@@ -1,6 +1,7 @@
 /**
  * The few libc calls vmsift needs for raw (O_DIRECT) file I/O, through Deno FFI (needs --allow-ffi).
- * Linux x86_64 only (the flag values below are the x86_64 ones). libc.so.6 is opened lazily on first use, so
+ * Linux x86_64 and aarch64 (the open flags below are the same on both except O_DIRECT, which arm64's
+ * asm/fcntl.h moves to 0200000; the host's, not the dump's, architecture). libc.so.6 is opened lazily on first use, so
  * importing this module costs nothing on runs that never write with O_DIRECT.
  *
  * Calls return kernel style results: a non-negative value on success, `-errno` on failure, so callers never
@@ -9,13 +10,13 @@
 
 import { type ErrorPlace, VmsiftError } from "../core/errors.ts";
 
-/** open(2) flags, x86_64 values. */
+/** open(2) flags (asm-generic/fcntl.h values, O_DIRECT per host architecture). */
 export const O_RDONLY = 0;
 export const O_RDWR = 0o2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
-export const O_DIRECT = 0o40000;
+export const O_DIRECT = Deno.build.arch === "aarch64" ? 0o200000 : 0o40000;
 export const O_CLOEXEC = 0o2000000;
 
 /** errno values used by callers. */

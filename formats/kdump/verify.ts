@@ -175,7 +175,8 @@ function checkStructure(
     problem(`nr_cpus ${h.nrCpus}, the vmcore has ${core.nrCpus} NT_PRSTATUS notes`);
   }
   const machine = utsnameFields(h.utsname)[4];
-  if (machine !== "x86_64") problem(`utsname.machine is ${JSON.stringify(machine)}, expected "x86_64"`);
+  const want = core.elfMachine === 183 ? "aarch64" : "x86_64";
+  if (machine !== want) problem(`utsname.machine is ${JSON.stringify(machine)}, expected "${want}"`);
   if (s.split !== 0) problem("split dump file: only whole files can be verified");
   if (s.offsetNote !== bs + SUB_HEADER_SIZE) {
     problem(`offset_note ${s.offsetNote}, expected ${bs + SUB_HEADER_SIZE}`);
