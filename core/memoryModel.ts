@@ -92,9 +92,7 @@ export function buildMemoryModel(
   const sparse = readSparseMem(vm, info, maxMapnrLoads, pageShift);
   const scheme = detectPageScheme(info);
   const warnings = [...sparse.warnings];
-  const kernelImage = opts.kernelImageGuard === false
-    ? undefined
-    : arch.kernelImage !== undefined
+  const kernelImage = opts.kernelImageGuard === false ? undefined : arch.kernelImage !== undefined
     // arm64: _stext..__init_begin from the arch (kallsyms-bounded sections are x86_64's layout).
     ? arch.kernelImage()
     : (kernelImageFromKallsyms(vm, info, pageSize, warnings) ?? kernelImageRange(info, physBase, pageSize) ??

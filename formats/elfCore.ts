@@ -83,7 +83,10 @@ export function readElfCoreHeaders(
     throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
   }
   if (machine !== EM_X86_64 && machine !== EM_AARCH64) {
-    throw new VmsiftError(`unsupported machine ${machine} (x86_64 = 62, arm64 = 183)`, { file: path, offset: 18 });
+    throw new VmsiftError(`unsupported machine ${machine} (x86_64 = 62, arm64 = 183)`, {
+      file: path,
+      offset: 18,
+    });
   }
   const phoff = u64n(dv, 32, path);
   const shoff = u64n(dv, 40, path);
