@@ -180,3 +180,43 @@ Deno.test({
     }
   },
 });
+
+const isRoot = Deno.uid() === 0;
+const haveSetpriv = (() => {
+  try {
+    return new Deno.Command("setpriv", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "launcher: a user with no passwd entry, no HOME and no DENO_DIR (a minimal crash root) still dumps",
+  ignore: !isRoot || !haveSetpriv,
+  fn() {
+    const dir = tempDir("vmsift-launcher-");
+    try {
+      Deno.chmodSync(dir, 0o777);
+      const t = installTree(dir);
+      const sample = writeSample(`${dir}/sample`);
+      Deno.chmodSync(sample.path, 0o644);
+      const out = `${dir}/out`;
+      Deno.mkdirSync(out);
+      Deno.chmodSync(out, 0o777);
+      // uid 54321 has no passwd entry: Deno alone stops ("Could not resolve global Deno cache directory").
+      const as = ["setpriv", "--reuid", "54321", "--regid", "54321", "--clear-groups"];
+      const bare = sh(`exec '${Deno.execPath()}' run --no-prompt --no-config '${t.bundle}' -h`, {}, "/", as);
+      assert.notEqual(bare.code, 0, "Deno without a cache directory must fail, or this test proves nothing");
+      assert.match(bare.stderr, /Could not resolve global Deno cache directory/);
+      const r = sh(`exec '${t.launcher}' -c -d 31 '${sample.path}' '${out}/a.kdump'`, {}, "/", as);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const v = sh(`exec '${t.launcher}' verify '${out}/a.kdump' '${sample.path}'`, {}, "/", as);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout, /all correct/);
+      unlock(t.root);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
