@@ -36,7 +36,7 @@ export { formatReport, type PageStats, statsJson } from "./core/stats.ts";
 /** The kernel log (--dump-dmesg), in makedumpfile's line format. */
 export { DmesgError, type DmesgResult, extractDmesg } from "./core/printk.ts";
 /** Where writers put bytes. */
-export type { Sink } from "./formats/sink.ts";
+export type { Sink } from "./io/sink.ts";
 /** A buffered output file (mode 0600). */
 export { FileSink } from "./io/fileSink.ts";
 /** Page codecs: zlib, lzo, snappy, zstd. */
@@ -63,5 +63,60 @@ export { KdumpFile } from "./formats/kdump/reader.ts";
 export { verifyDump, type VerifyReport } from "./formats/kdump/verify.ts";
 /** Header, bitmap and descriptor summary of a dump. */
 export { describeDump, type DumpInfo } from "./formats/kdump/info.ts";
-/** One whole dump: vmcore in, kdump-compressed file out. */
-export { type DumpRequest, type DumpResult, runDump } from "./cli/dump.ts";
+/** Opening the input of a dump: ELF vmcore, kdump-compressed or flattened file (probe table). */
+export {
+  type DumpInput,
+  type ElfDumpInput,
+  INPUT_FORMATS,
+  type InputFormat,
+  type InputFormatOps,
+  type KdumpDumpInput,
+  openInput,
+  type OpenInputOptions,
+  readVmcoreinfoFile,
+} from "./dump/input.ts";
+/** The plan of a dump: levels, codec, output form, bitmaps, guard, limits. */
+export {
+  DEFAULT_BITMAP_BUDGET,
+  type DumpOptions,
+  type DumpPlan,
+  type OutputForm,
+  planDump,
+} from "./dump/plan.ts";
+/** Running a plan: one whole dump, vmcore in, dump out. */
+export { dumpVmcore, runDump, type RunOptions } from "./dump/run.ts";
+/** What a dump did. */
+export { type DumpReport, reportJson } from "./dump/report.ts";
+/** SIGTERM/SIGINT finish a running dump as incomplete. */
+export { withStopSignals } from "./dump/signals.ts";
+/** Types that appear in the signatures above. */
+export type { KernelImageRange, MemoryModelOptions } from "./core/memoryModel.ts";
+export type { LevelName, MappedPiece, WalkResult, WalkStep } from "./core/pageTable.ts";
+export type {
+  HugetlbSource,
+  OrderSource,
+  PageScheme,
+  PageTypeSchemeName,
+  TypeMatcher,
+} from "./core/pageTypes.ts";
+export type { ScanOptions } from "./core/scan.ts";
+export type { MemSection, SparseMem } from "./core/sparsemem.ts";
+export type { ClassCounts, StatsJsonExtra } from "./core/stats.ts";
+export type { VmemmapExcludeResult } from "./core/vmemmapExclude.ts";
+export type { DmesgOptions } from "./core/dmesgFormat.ts";
+export type { CreateCodecOptions, CreatedCodec } from "./formats/codecs/registry.ts";
+export type {
+  IncompleteInfo,
+  IncompleteReason,
+  UnreadablePages,
+  WriteControl,
+} from "./formats/incomplete.ts";
+export type { MainHeader, SubHeader } from "./formats/kdump/header.ts";
+export type { KdumpInput } from "./formats/kdump/inputKdump.ts";
+export type { LayoutInput } from "./formats/kdump/layout.ts";
+export type { PageDesc, RandomAccessFile } from "./formats/kdump/reader.ts";
+export type { VerifyCounts, VerifyOptions } from "./formats/kdump/verify.ts";
+export type { KdumpWriteOptions } from "./formats/kdump/writer.ts";
+export type { IntervalSet } from "./io/intervalSet.ts";
+export type { MappedFile } from "./io/mappedFile.ts";
+export type { PositionalFile } from "./io/positionalFile.ts";

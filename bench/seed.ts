@@ -326,14 +326,14 @@ interface ProbeResult {
 }
 
 async function scanProbe(vmcore: string, dir: string): Promise<ProbeResult> {
-  const { openDumpInput } = await import("../cli/input.ts");
+  const { openElfInput } = await import("../dump/input.ts");
   const { buildMemoryModel } = await import("../core/memoryModel.ts");
   const { createBitmaps } = await import("../io/fileBitmap.ts");
   const { markPresentPages } = await import("../core/presentPages.ts");
   const { excludeUnnecessaryPages } = await import("../core/scan.ts");
   const { excludeVmemmapPages } = await import("../core/vmemmapExclude.ts");
   const t0 = performance.now();
-  const input = openDumpInput(vmcore);
+  const input = openElfInput(vmcore);
   const core = input.core;
   let phase: "other" | "scan" | "e" = "other";
   const reads = { scan: [] as number[], e: [] as number[] };

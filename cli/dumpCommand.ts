@@ -1,28 +1,22 @@
 /**
- * `vmsift [options] VMCORE DUMPFILE`: checks the output, picks codec and output backend, runs the dump with
- * progress and messages.
+ * `vmsift [options] VMCORE DUMPFILE`: checks the outputs, opens the input, plans and runs the dump (dump/)
+ * with progress and messages, prints the report.
  */
 import { VmsiftError } from "../core/errors.ts";
-import { formatReport, statsJson } from "../core/stats.ts";
-import type { PageCodec } from "../formats/codecs/codec.ts";
-import { createCodecAsync } from "../formats/codecs/registry.ts";
-import type { Sink } from "../formats/sink.ts";
-import { openOutput } from "./output.ts";
+import { formatReport } from "../core/stats.ts";
 import { FlatSink } from "../formats/flatSink.ts";
-import { sniffDumpFormat } from "../formats/kdump/inputKdump.ts";
-import { refilterKdump } from "../formats/kdump/refilter.ts";
-import { type DumpResult, runDump } from "./dump.ts";
+import { openSinks, type Sink } from "../io/sink.ts";
+import { type DumpInput, openInput } from "../dump/input.ts";
+import { checkOutputsFree, directoryOf, openOutputFile } from "../dump/outputs.ts";
+import { planDump } from "../dump/plan.ts";
+import { type DumpReport, reportJson } from "../dump/report.ts";
+import { runDump } from "../dump/run.ts";
+import { withStopSignals } from "../dump/signals.ts";
 import type { CliOptions } from "./options.ts";
-import { pathExists } from "./input.ts";
 import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
 
-/**
- * Default memory budget for the two bitmaps together (KiB): 1 MiB holds both bitmaps of a 16 GiB machine;
- * beyond that they go to a file beside DUMPFILE with a block cache of the same size, so the process stays
- * near 64 MiB RSS at any memory size (measured: 4 MiB here cost 3-4 MiB of peak RSS from 64 GiB up, and
- * the bitmap files are read and written sequentially, once each).
- */
+/** Default memory budget for the two bitmaps together (KiB): dump/plan.ts DEFAULT_BITMAP_BUDGET. */
 export const DEFAULT_BITMAP_BUDGET_KIB = 1024;
 
 /**
@@ -32,47 +26,14 @@ export const DEFAULT_BITMAP_BUDGET_KIB = 1024;
  */
 const FLAT_OPTIONS = { holdBytes: 0 };
 
-/** What the dump command reports on (a direct dump or a re-filter). */
-type CommandResult = Pick<DumpResult, "stats" | "scan" | "write" | "vmemmap"> & { dumpLevel?: number };
-
-/** Signals that interrupt a dump: the file is finished as incomplete (flag set, bitmap files removed). */
-const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-
-/**
- * Run `body` with SIGTERM/SIGINT listeners that only record the signal (the writers poll it between runs of
- * pages and finish an incomplete file); the listeners are removed afterwards.
- */
-async function withStopSignals<T>(body: (interrupted: () => string | null) => Promise<T>): Promise<T> {
-  let got: string | null = null;
-  const handlers: Array<[Deno.Signal, () => void]> = [];
-  for (const sig of STOP_SIGNALS) {
-    const h = () => {
-      got ??= sig;
-    };
-    try {
-      Deno.addSignalListener(sig, h);
-      handlers.push([sig, h]);
-    } catch { /* not supported here (e.g. Windows): the default action applies */ }
-  }
-  try {
-    const r = await body(() => got);
-    // A signal during a phase that does not poll (re-filtering a kdump input): the output is complete, but
-    // the run was still interrupted.
-    if (got !== null) throw new VmsiftError(`interrupted by ${got} (the output was already complete)`);
-    return r;
-  } finally {
-    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
-  }
-}
-
-/** Run the dump command; returns the result for the report. Throws VmsiftError. */
+/** Run the dump command; returns the report. Throws VmsiftError. */
 export function runDumpCommand(
   vmcore: string,
   dumpfile: string,
   opts: CliOptions,
   msg: Messages,
   splitFiles?: string[],
-): Promise<CommandResult> {
+): Promise<DumpReport> {
   return withStopSignals((interrupted) => dumpCommand(vmcore, dumpfile, opts, msg, interrupted, splitFiles));
 }
 
@@ -83,89 +44,97 @@ async function dumpCommand(
   msg: Messages,
   interrupted: () => string | null,
   splitFiles?: string[],
-): Promise<CommandResult> {
+): Promise<DumpReport> {
   const outputs = splitFiles ?? (opts.flat ? [] : [dumpfile]);
-  for (const out of outputs) {
-    if (!opts.force && !opts.dryRun && pathExists(out)) {
-      throw new VmsiftError("DUMPFILE already exists (use -f to overwrite)", { file: out });
-    }
+  if (!opts.force && !opts.dryRun) checkOutputsFree(outputs);
+  const input = openInput(vmcore, { vmcoreinfoFile: opts.vmcoreinfoFile, mmap: !opts.nonMmap });
+  let result: DumpReport;
+  try {
+    result = await dumpInput(input, outputs, splitFiles !== undefined, opts, msg, interrupted);
+  } finally {
+    input.close();
   }
-  const codec: PageCodec | null = opts.codec
-    ? await createCodecAsync(opts.codec, 4096, { impl: opts.codecEngine })
-    : null;
+  printReport(result, vmcore, outputs, opts, msg);
+  return result;
+}
+
+async function dumpInput(
+  input: DumpInput,
+  outputs: string[],
+  split: boolean,
+  opts: CliOptions,
+  msg: Messages,
+  interrupted: () => string | null,
+): Promise<DumpReport> {
+  const vmcore = input.path;
+  const plan = await planDump(input, {
+    dumpLevel: opts.dumpLevels[0],
+    fallbackLevels: opts.dumpLevels.slice(1),
+    codec: opts.codec ?? null,
+    codecEngine: opts.codecEngine,
+    form: opts.elf ? "elf" : split ? "split" : "kdump",
+    splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
+    bitmapBudget: (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024,
+    // Bitmap files go beside the dump (seed proposition 2); with -F there is no dump file: --work-dir.
+    bitmapDir: opts.workDir ?? (opts.flat ? undefined : directoryOf(outputs[0])),
+    directIo: opts.directIo,
+    imageGuard: opts.imageGuard,
+    excludeVmemmap: opts.excludeVmemmap,
+    sizeLimit: opts.sizeLimit,
+    markIncomplete: !opts.flat,
+    threads: opts.numThreads,
+  });
+  const codec = plan.codec;
   if (codec !== null) {
     msg.debug(`codec: ${codec.name} (${codec.impl})`);
     const fallback = (codec as { fallback?: string }).fallback;
     if (fallback) msg.common(`warning: ${fallback}`);
   }
+  if (input.format === "elf") {
+    msg.debug(
+      input.core.mapped !== undefined
+        ? `input: ${vmcore} read through an mmap window`
+        : `input: ${vmcore} read with read() (${opts.nonMmap ? "--non-mmap" : "mmap not possible here"})`,
+    );
+  } else {
+    msg.debug(
+      `input: ${input.format === "kdump" ? "kdump-compressed" : "flattened kdump"} file: re-filtering`,
+    );
+  }
   const progress = new Progress("Copying data", msg.enabled(ML_PROGRESS));
-  const openSink = opts.flat
-    ? (): Sink => new FlatSink(Deno.stdout, "stdout", FLAT_OPTIONS)
-    : (): Sink => openOutput(dumpfile, opts, msg);
-  const openSplitSinks = (): Sink[] => {
-    const sinks: Sink[] = [];
-    try {
-      for (const f of splitFiles ?? []) sinks.push(openOutput(f, opts, msg));
-    } catch (e) {
-      for (const s of sinks) s.abort();
-      throw e;
-    }
-    return sinks;
+  const fileOptions = {
+    dryRun: opts.dryRun,
+    directIo: opts.directIo,
+    overwrite: opts.force,
+    debug: (t: string) => msg.debug(t),
+    notice: (t: string) => msg.common(t),
   };
-  // Bitmap files go beside the dump (seed proposition 2); with -F there is no dump file: --work-dir.
-  const bitmapDir = opts.workDir ?? (opts.flat ? undefined : directoryOf(outputs[0]));
-  const bitmapBudget = (opts.cyclicBufferKiB ?? DEFAULT_BITMAP_BUDGET_KIB) * 1024;
-  const common = {
-    dumpLevel: opts.dumpLevels[0],
-    vmcoreinfoFile: opts.vmcoreinfoFile,
-    codec,
+  const result = await runDump(plan, {
+    openSinks: opts.flat
+      ? (): Sink[] => [new FlatSink(Deno.stdout, "stdout", FLAT_OPTIONS)]
+      : () => openSinks(outputs.map((f) => () => openOutputFile(f, fileOptions))),
     onProgress: (done: number, total: number, bytes: number) => progress.update(done, total, bytes),
     debug: (t: string) => msg.debug(t),
     notice: (t: string) => msg.common(t),
-    bitmapBudget,
-    directIo: opts.directIo,
-    imageGuard: opts.imageGuard,
-    excludeVmemmap: opts.excludeVmemmap,
-    splitblockSize: opts.splitblockKiB !== undefined ? opts.splitblockKiB * 1024 : undefined,
-  };
-  let result: CommandResult;
-  const format = sniffDumpFormat(vmcore);
-  if (format === "kdump" || format === "flattened") {
-    if (opts.elf) throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: vmcore });
-    if (opts.sizeLimit !== undefined || opts.dumpLevels.length > 1) {
-      throw new VmsiftError(
-        "-L and fallback dump levels are not supported when re-filtering a kdump-compressed input",
-        { file: vmcore },
-      );
-    }
-    msg.debug(`input: ${format === "kdump" ? "kdump-compressed" : "flattened kdump"} file: re-filtering`);
-    result = refilterKdump({
-      ...common,
-      input: vmcore,
-      bitmapDir,
-      openSink: splitFiles ? undefined : openSink,
-      openSplitSinks: splitFiles ? openSplitSinks : undefined,
-    });
-  } else {
-    result = await runDump({
-      ...common,
-      vmcore,
-      bitmapDir,
-      openSink,
-      openSplitSinks,
-      form: opts.elf ? "elf" : splitFiles ? "split" : "kdump",
-      mmap: !opts.nonMmap,
-      threads: opts.numThreads,
-      fallbackLevels: opts.dumpLevels.slice(1),
-      control: { sizeLimit: opts.sizeLimit, interrupted, markIncomplete: !opts.flat },
-      onRetry: (level, why) => {
-        msg.common(`\n${why}`);
-        msg.common(`Retry to create a dumpfile by dump_level(${level}).`);
-      },
-    });
-  }
+    interrupted,
+    onRetry: (level, why) => {
+      msg.common(`\n${why}`);
+      msg.common(`Retry to create a dumpfile by dump_level(${level}).`);
+    },
+  });
   const done = result.write.incomplete?.pagesWritten ?? result.write.dumpablePages;
   progress.finish(done, result.write.incomplete?.pagesTotal ?? done, result.write.fileSize);
+  return result;
+}
+
+/** The report after a dump: scan, counts, --stats-json, and the final lines (an incomplete dump throws). */
+function printReport(
+  result: DumpReport,
+  vmcore: string,
+  outputs: string[],
+  opts: CliOptions,
+  msg: Messages,
+): void {
   if (result.scan.ran) {
     // Struct pages read (the whole vmemmap of present memory, once) and how many were classified one by one
     // (a free buddy block or a compound page is decided by its head, its tails are skipped).
@@ -195,15 +164,7 @@ async function dumpCommand(
       Deno.writeTextFileSync(
         opts.statsJson,
         JSON.stringify(
-          {
-            ...statsJson(result.stats),
-            struct_pages_scanned: result.scan.pagesScanned,
-            scan_seconds: result.scan.seconds,
-            vmemmap_bytes_read: result.scan.vmemmapBytesRead,
-            vmemmap_pages_excluded: result.vmemmap?.pagesExcluded ?? 0,
-            dumpable_pages: result.write.dumpablePages,
-            file_size: result.write.fileSize,
-          },
+          reportJson(result),
           null,
           1,
         ) + "\n",
@@ -235,21 +196,4 @@ async function dumpCommand(
   else if (opts.flat) msg.common("\nThe dumpfile is written to stdout (flattened format).");
   else msg.common(`\nThe dumpfile${outputs.length > 1 ? "s are" : " is"} saved to ${outputs.join(", ")}.`);
   msg.common("\nvmsift Completed.");
-  return result;
-}
-
-/**
- * The directory holding `path`, made absolute against the current directory. (Not node:path: any node:
- * import starts Deno's Node compatibility layer, about 5 MiB of RSS in the crash kernel.)
- */
-export function directoryOf(path: string): string {
-  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
-  const parts: string[] = [];
-  for (const p of abs.split("/")) {
-    if (p === "" || p === ".") continue;
-    if (p === "..") parts.pop();
-    else parts.push(p);
-  }
-  parts.pop();
-  return "/" + parts.join("/");
 }

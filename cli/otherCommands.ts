@@ -7,7 +7,7 @@ import { formatVtop } from "../core/pageTable.ts";
 import { DmesgError, extractDmesg } from "../core/printk.ts";
 import { describeDump, renderInfo } from "../formats/kdump/info.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
-import { openDumpInput, pathExists } from "./input.ts";
+import { openElfInput, pathExists } from "../dump/input.ts";
 import type { Messages } from "./messages.ts";
 import type { CliOptions } from "./options.ts";
 
@@ -16,7 +16,7 @@ export function runDmesgCommand(vmcore: string, logfile: string, opts: CliOption
   if (!opts.force && pathExists(logfile)) {
     throw new VmsiftError("LOGFILE already exists (use -f to overwrite)", { file: logfile });
   }
-  const input = openDumpInput(vmcore, opts.vmcoreinfoFile);
+  const input = openElfInput(vmcore, opts.vmcoreinfoFile);
   try {
     const model = buildMemoryModel(input.core, input.info);
     let bytes: Uint8Array;
@@ -39,13 +39,13 @@ export function runDmesgCommand(vmcore: string, logfile: string, opts: CliOption
     msg.common("\nvmsift Completed.");
     return 0;
   } finally {
-    input.core.close();
+    input.close();
   }
 }
 
 /** --vtop VADDR VMCORE: print the page-table walk. */
 export function runVtopCommand(vmcore: string, vaddr: bigint, opts: CliOptions, msg: Messages): number {
-  const input = openDumpInput(vmcore, opts.vmcoreinfoFile);
+  const input = openElfInput(vmcore, opts.vmcoreinfoFile);
   try {
     const model = buildMemoryModel(input.core, input.info);
     const res = model.vm.walk(vaddr);
@@ -55,7 +55,7 @@ export function runVtopCommand(vmcore: string, vaddr: bigint, opts: CliOptions, 
     }
     return 0;
   } finally {
-    input.core.close();
+    input.close();
   }
 }
 

@@ -6,6 +6,7 @@ import { VmsiftError } from "../core/errors.ts";
 import { rebuildFlatToFile } from "../formats/flatRebuild.ts";
 import { reassembleKdump } from "../formats/kdump/reassemble.ts";
 import { FileSink } from "../io/fileSink.ts";
+import { useSinks } from "../io/sink.ts";
 import type { Messages } from "./messages.ts";
 import type { CliOptions } from "./options.ts";
 
@@ -29,13 +30,7 @@ export function runReassembleCommand(
   msg: Messages,
 ): number {
   const sink = FileSink.create(dumpfile, { overwrite: opts.force });
-  try {
-    reassembleKdump(inputs, sink);
-    sink.close();
-  } catch (e) {
-    sink.abort();
-    throw e;
-  }
+  useSinks([sink], () => reassembleKdump(inputs, sink));
   msg.common(`\nThe dumpfile is saved to ${dumpfile}.`);
   msg.common("\nvmsift Completed.");
   return 0;

@@ -6,8 +6,11 @@
 export interface PfnBitmap {
   /** Number of bits (max_mapnr). */
   readonly nbits: number;
+  /** True when the bit of `pfn` is set. */
   get(pfn: number): boolean;
+  /** Set the bit of `pfn`. */
   set(pfn: number): void;
+  /** Clear the bit of `pfn`. */
   clear(pfn: number): void;
   /** Set bits [start, end). */
   setRange(start: number, end: number): void;
@@ -56,21 +59,26 @@ export function forBitRange(
 /** Bitmap held in one Uint8Array. */
 export class MemBitmap implements PfnBitmap {
   readonly nbits: number;
+  /** The bits, kdump on-disk order (bit `pfn & 7` of byte `pfn >> 3`). */
   readonly bytes: Uint8Array;
 
+  /** An all-clear bitmap of `nbits` bits. */
   constructor(nbits: number) {
     this.nbits = nbits;
     this.bytes = new Uint8Array(Math.ceil(nbits / 8));
   }
 
+  /** True when the bit of `pfn` is set. */
   get(pfn: number): boolean {
     return (this.bytes[pfn >>> 3] & (1 << (pfn & 7))) !== 0;
   }
 
+  /** Set the bit of `pfn`. */
   set(pfn: number): void {
     this.bytes[pfn >>> 3] |= 1 << (pfn & 7);
   }
 
+  /** Clear the bit of `pfn`. */
   clear(pfn: number): void {
     this.bytes[pfn >>> 3] &= ~(1 << (pfn & 7));
   }

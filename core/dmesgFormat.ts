@@ -133,7 +133,9 @@ export interface DmesgResult {
  * corruption and fails); `partial` holds that output.
  */
 export class DmesgError extends VmsiftError {
+  /** What could be extracted before the log turned out to be damaged. */
   readonly partial: DmesgResult;
+  /** A damaged log: `message` says where, `partial` holds what was read before. */
   constructor(message: string, place: ErrorPlace, partial: DmesgResult) {
     super(message, place);
     this.name = "DmesgError";

@@ -13,8 +13,11 @@ export interface ErrorPlace {
 
 /** An expected failure with a place; main.ts prints `vmsift: <file>: offset 0x..: <message>`. */
 export class VmsiftError extends Error {
+  /** The file and offset (or kernel address) the error is about. */
   readonly place: ErrorPlace;
+  /** Exit status of the command line tool for this error (1, or 2 for a VMCOREINFO release mismatch). */
   readonly exitCode: number;
+  /** An error about `place`; `exitCode` is what the command line tool exits with. */
   constructor(message: string, place: ErrorPlace = {}, exitCode = 1) {
     super(message);
     this.name = "VmsiftError";

@@ -12,6 +12,7 @@ import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
 /** Physical pfn range of the kernel image, never excluded by the scan. */
 export interface KernelImageRange {
+  /** First pfn of the kernel image. */
   startPfn: number;
   /** Exclusive. */
   endPfn: number;
@@ -19,19 +20,27 @@ export interface KernelImageRange {
   source: string;
 }
 
+/** The crashed kernel's memory as vmsift models it (built by {@link buildMemoryModel}). */
 export interface MemoryModel {
+  /** The dump's physical memory. */
   mem: PhysicalMemory;
+  /** The VMCOREINFO the model was built from. */
   info: VmcoreInfo;
+  /** Kernel virtual memory (page-table walks from the kernel's top-level page table). */
   vm: X86Translator;
   /** NUMBER(phys_base) (signed; 0 when absent). */
   physBase: bigint;
+  /** Bytes per page (PAGESIZE). */
   pageSize: number;
+  /** log2 of the page size. */
   pageShift: number;
   /** max_mapnr from the PT_LOADs (pfn past the highest byte), before lowering. */
   maxMapnrLoads: number;
   /** max_mapnr lowered to the end of the last section with a mem_map (the dump's "Total pages"). */
   maxMapnr: number;
+  /** The sparsemem sections and their mem_map addresses. */
   sparse: SparseMem;
+  /** How this kernel marks page types (buddy, slab, offline, ...), from VMCOREINFO. */
   scheme: PageScheme;
   /** Kernel image pfns protected from exclusion, when the symbols needed are present. */
   kernelImage: KernelImageRange | undefined;

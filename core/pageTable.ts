@@ -31,6 +31,7 @@ export type LevelName = "PGD" | "P4D" | "PUD" | "PMD" | "PTE";
 
 /** One step of a page-table walk (what makedumpfile --vtop prints as `PGD : addr => entry`). */
 export interface WalkStep {
+  /** Which table (PGD, P4D, PUD, PMD, PTE). */
   level: LevelName;
   /** Physical address of the table. */
   tablePa: number;
@@ -44,7 +45,9 @@ export interface WalkStep {
 
 /** Result of `walk()`. */
 export interface WalkResult {
+  /** The address walked. */
   vaddr: bigint;
+  /** The tables visited, top first. */
   steps: WalkStep[];
   /** Physical address, when the walk reached a present leaf inside addressable memory. */
   paddr?: number;
@@ -56,8 +59,11 @@ export interface WalkResult {
 
 /** A physically contiguous piece of a virtual range (paddr undefined: not mapped / not readable). */
 export interface MappedPiece {
+  /** Start of the piece. */
   vaddr: bigint;
+  /** Physical address of its first byte, or undefined when unmapped or unreadable. */
   paddr: number | undefined;
+  /** Length in bytes. */
   len: number;
 }
 
@@ -79,11 +85,17 @@ export interface TranslatorOptions {
 
 /** Kernel virtual memory of an x86_64 dump. */
 export class X86Translator implements VirtualMemory {
+  /** The physical memory the page tables are read from. */
   readonly mem: PhysicalMemory;
+  /** Physical address of the top-level page table. */
   readonly rootPa: number;
+  /** Where the kernel image was loaded (NUMBER(phys_base)). */
   readonly physBase: bigint;
+  /** Paging levels: 4, or 5 with la57. */
   readonly levels: 4 | 5;
+  /** AMD SME encryption bit(s) masked out of page-table entries. */
   readonly smeMask: bigint;
+  /** True when kernel-image addresses translate linearly (no page-table walk needed). */
   readonly linearKernelImage: boolean;
   /** Entry address mask (bits 12-51 minus sme_mask) as u32 halves. */
   readonly #maskLo: number;
@@ -97,6 +109,7 @@ export class X86Translator implements VirtualMemory {
   /** Counters for diagnostics. */
   tableReads = 0;
 
+  /** A translator over `mem` with the page tables `opts` names. */
   constructor(mem: PhysicalMemory, opts: TranslatorOptions) {
     this.mem = mem;
     this.rootPa = opts.rootPa;

@@ -17,13 +17,16 @@ import type { VmcoreInfo } from "./vmcoreinfo.ts";
 
 /** Test `(x & mask) === value` on int32; `NEVER` never matches. */
 export interface TypeMatcher {
+  /** Bits of the tested int32 that matter. */
   mask: number;
+  /** Their value for a match. */
   value: number;
 }
 
 /** A matcher that never matches (the type does not exist in this kernel). */
 export const NEVER: TypeMatcher = Object.freeze({ mask: 0, value: 1 });
 
+/** How a kernel encodes page types in struct page (page_type magic, cleared bits, top byte, or none). */
 export type PageTypeSchemeName = "magic" | "bitclear" | "topbyte" | "none";
 
 /** Where the compound order of a compound head is found (in its first tail page). */
@@ -56,30 +59,47 @@ export interface PageScheme {
   pageStructSize: number;
   /** Byte offsets in struct page (flags/mapping/private/compound_head 8-aligned, _mapcount 4-aligned). */
   offFlags: number;
+  /** OFFSET(page.mapping). */
   offMapping: number;
+  /** OFFSET(page._mapcount), undefined when absent. */
   offMapcount: number | undefined;
+  /** OFFSET(page.private), undefined when absent. */
   offPrivate: number | undefined;
+  /** OFFSET(page.compound_head), undefined when absent. */
   offCompoundHead: number | undefined;
   /** Flag bits (bit numbers) and masks; undefined = the flag does not exist. */
   pgLru: number;
+  /** NUMBER(PG_private). */
   pgPrivate: number;
+  /** NUMBER(PG_swapcache). */
   pgSwapcache: number;
+  /** NUMBER(PG_swapbacked), undefined when absent. */
   pgSwapbacked: number | undefined;
+  /** NUMBER(PG_slab), undefined when absent. */
   pgSlab: number | undefined;
+  /** NUMBER(PG_hwpoison), undefined when absent. */
   pgHwpoison: number | undefined;
   /** NUMBER(PG_head_mask) as (lo, hi) u32 halves. */
   headMaskLo: number;
+  /** High half of NUMBER(PG_head_mask). */
   headMaskHi: number;
+  /** Free (buddy) pages: PAGE_BUDDY_MAPCOUNT_VALUE or the page_type bit. */
   buddy: TypeMatcher;
+  /** Offline pages: PAGE_OFFLINE_MAPCOUNT_VALUE or the page_type bit. */
   offline: TypeMatcher;
+  /** Slab pages by page type (newer kernels; older ones use PG_slab). */
   slab: TypeMatcher;
+  /** Hugetlb pages by page type. */
   hugetlb: TypeMatcher;
+  /** Unaccepted memory pages by page type. */
   unaccepted: TypeMatcher;
   /** True when free pages can be found in the mem_map scan (PAGE_BUDDY_MAPCOUNT_VALUE, _mapcount, private). */
   pageIsBuddy: boolean;
   /** LENGTH(zone.free_area) (NR_PAGE_ORDERS), undefined when absent. */
   freeAreaLength: number | undefined;
+  /** Where a compound head's order is. */
   order: OrderSource;
+  /** How a hugetlb compound page is recognised. */
   hugetlbSource: HugetlbSource;
 }
 

@@ -39,12 +39,15 @@ export interface ExclusionCounts extends ClassCounts {
   badBuddyOrder: number;
 }
 
+/** What {@link excludeUnnecessaryPages} did. */
 export interface ScanResult {
+  /** Pages excluded per class. */
   counts: ExclusionCounts;
   /** Whether the scan ran (makedumpfile skips it e.g. at -d 0/1 without PG_hwpoison). */
   ran: boolean;
   /** Struct pages classified. */
   pagesScanned: number;
+  /** Wall-clock seconds of the scan. */
   seconds: number;
   /** Bytes of struct pages read from the dump (one pass: ≈ present pages × SIZE(page)). */
   vmemmapBytesRead: number;

@@ -31,7 +31,9 @@ export interface MemSection {
 
 /** What the sparse memory model tells about the dump. */
 export interface SparseMem {
+  /** SECTION_SIZE_BITS. */
   sectionSizeBits: number;
+  /** Pages per memory section. */
   pagesPerSection: number;
   /** SIZE(page). */
   pageStructSize: number;

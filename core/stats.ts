@@ -7,12 +7,19 @@
 export interface PageStats {
   /** Pages inside PT_LOADs below max_mapnr (Total - Memory Hole). */
   original: number;
+  /** Zero pages excluded (-d bit 0). */
   zero: number;
+  /** Non-private cache pages excluded (-d bit 1). */
   cache: number;
+  /** Private cache pages excluded (-d bit 2). */
   cachePrivate: number;
+  /** User process pages excluded (-d bit 3). */
   user: number;
+  /** Free pages excluded (-d bit 4). */
   free: number;
+  /** Hardware-poisoned pages excluded. */
   hwpoison: number;
+  /** Offline pages excluded. */
   offline: number;
   /** PFNs below max_mapnr not backed by any PT_LOAD. */
   memoryHole: number;
@@ -105,13 +112,21 @@ export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<stri
 
 /** The per-class counts a scan produces (core/scan.ts ExclusionCounts has these and more). */
 export interface ClassCounts {
+  /** Non-private cache pages excluded. */
   cache: number;
+  /** Private cache pages excluded. */
   cachePrivate: number;
+  /** User process pages excluded. */
   user: number;
+  /** Free pages excluded. */
   free: number;
+  /** Hardware-poisoned pages excluded. */
   hwpoison: number;
+  /** Offline pages excluded. */
   offline: number;
+  /** Pages kept because they are in the kernel image. */
   keptKernelImage: number;
+  /** Pages kept because their struct page could not be read. */
   keptUnreadable: number;
 }
 

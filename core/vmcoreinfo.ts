@@ -49,14 +49,17 @@ export class VmcoreInfo {
     return this.#entries.get(key);
   }
 
+  /** OSRELEASE, the kernel release (e.g. "6.1.0-56-amd64"). */
   get osrelease(): string | undefined {
     return this.#entries.get("OSRELEASE");
   }
 
+  /** BUILD-ID of the kernel, when given. */
   get buildId(): string | undefined {
     return this.#entries.get("BUILD-ID");
   }
 
+  /** PAGESIZE in bytes. */
   get pageSize(): number | undefined {
     return this.#decimal("PAGESIZE");
   }
@@ -79,14 +82,17 @@ export class VmcoreInfo {
     return v === undefined ? undefined : this.#parseHex(key, v);
   }
 
+  /** SIZE(name): the size of a kernel type, bytes. */
   size(name: string): number | undefined {
     return this.#decimal(`SIZE(${name})`);
   }
 
+  /** OFFSET(name): the offset of a member ("struct.member"), bytes. */
   offset(name: string): number | undefined {
     return this.#decimal(`OFFSET(${name})`);
   }
 
+  /** LENGTH(name): the number of elements of an array. */
   length(name: string): number | undefined {
     return this.#decimal(`LENGTH(${name})`);
   }
@@ -122,18 +128,21 @@ export class VmcoreInfo {
     return v;
   }
 
+  /** SIZE(name), or VmsiftError naming the missing line. */
   requireSize(name: string): number {
     const v = this.size(name);
     if (v === undefined) throw this.missing(`SIZE(${name})`);
     return v;
   }
 
+  /** OFFSET(name), or VmsiftError naming the missing line. */
   requireOffset(name: string): number {
     const v = this.offset(name);
     if (v === undefined) throw this.missing(`OFFSET(${name})`);
     return v;
   }
 
+  /** NUMBER(name), or VmsiftError naming the missing line. */
   requireNumber(name: string): bigint {
     const v = this.number(name);
     if (v === undefined) throw this.missing(`NUMBER(${name})`);

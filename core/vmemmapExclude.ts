@@ -70,6 +70,7 @@ export interface VmemmapExcludeResult {
   runs: number;
   /** Physically contiguous pieces returned by the page-table walk. */
   pieces: number;
+  /** Wall-clock seconds of the pass. */
   seconds: number;
 }
 

@@ -9,10 +9,17 @@ import type { PhysicalMemory } from "./physMem.ts";
 /** Pages read per call (4 MiB of 4 KiB pages). */
 const RUN_PAGES = 1024;
 
-/** True when the page (a 4-byte-aligned region) is all zero, checked 32 bits at a time. */
-export function isZeroPage(u32: Uint32Array, start: number, words: number): boolean {
-  const end = start + words;
-  for (let i = start; i < end; i++) if (u32[i] !== 0) return false;
+/**
+ * True when the `wordsPerPage` 32-bit words of `words` from `first` are all zero (`wordsPerPage` a multiple
+ * of 8: every page size is). Shared by the kdump writers and the zero-page pass below.
+ */
+export function isZeroPage(words: Uint32Array, first: number, wordsPerPage: number): boolean {
+  const w = words;
+  for (let i = first, e = first + wordsPerPage; i < e; i += 8) {
+    if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) {
+      return false;
+    }
+  }
   return true;
 }
 

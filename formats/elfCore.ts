@@ -18,7 +18,9 @@ const MAX_NOTE_BYTES = 64 << 20;
 
 /** The raw PT_NOTE segment of an input, copied verbatim into kdump files. */
 export interface NoteSegment {
+  /** Where the PT_NOTE segment starts in the file. */
   fileOffset: number;
+  /** The PT_NOTE segment's bytes. */
   bytes: Uint8Array;
 }
 
@@ -28,13 +30,16 @@ export interface NoteSegment {
  */
 export class ElfCore implements PhysicalMemory {
   readonly label: string;
+  /** The underlying file. */
   readonly file: PositionalFile;
   readonly segments: PhysSegment[];
   /** All PT_NOTE segments concatenated (normally one). */
   readonly noteSegment: NoteSegment;
+  /** The parsed notes of every PT_NOTE segment. */
   readonly notes: ElfNote[];
   /** e_flags (bit 0 = incomplete dump, set by makedumpfile -E). */
   readonly eFlags: number;
+  /** File offset of the program headers (e_phoff). */
   readonly phoff: number;
   /** Page data is copied out of an mmap window when possible (see io/mappedFile.ts), else read(). */
   mapped: MappedFile | undefined;
@@ -254,6 +259,7 @@ export class ElfCore implements PhysicalMemory {
     return this.mapped.view(s.fileOffset + rel, len);
   }
 
+  /** Close the file (and its mmap window). */
   close(): void {
     this.mapped?.close();
     this.mapped = undefined;

@@ -5,8 +5,11 @@ export const NT_PRSTATUS = 1;
 
 /** One ELF note, with where its desc sits in the file (for offset_vmcoreinfo). */
 export interface ElfNote {
+  /** Note name ("CORE", "VMCOREINFO", ...). */
   name: string;
+  /** Note type (n_type). */
   type: number;
+  /** The descriptor bytes. */
   desc: Uint8Array;
   /** File offset of the desc bytes (note segment offset + position inside it). */
   descFileOffset: number;

@@ -24,18 +24,17 @@
 import { VmsiftError } from "../core/errors.ts";
 import type { PhysicalMemory, PhysSegment } from "../core/physMem.ts";
 import type { PfnBitmap } from "../core/bitmap.ts";
-import type { Sink } from "./sink.ts";
 import type { ElfCore } from "./elfCore.ts";
 import {
-  asOutputFull,
   drive,
   driveAsync,
   DumpInterrupted,
   type IncompleteInfo,
-  OutputFullError,
   UnreadablePages,
   type WriteControl,
 } from "./incomplete.ts";
+import { asOutputFull, OutputFullError } from "../io/outputFull.ts";
+import type { Sink } from "../io/sink.ts";
 
 /** Contiguous excluded pages that split a PT_LOAD (makedumpfile.h PFN_EXCLUDED). */
 export const PFN_EXCLUDED = 256;

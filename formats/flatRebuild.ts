@@ -6,8 +6,9 @@
  */
 import { VmsiftError } from "../core/errors.ts";
 import { FileSink, type FileSinkOptions } from "../io/fileSink.ts";
-import { type ByteSource, FlatReader, type FlatReaderOptions, IntervalSet } from "./flatReader.ts";
-import type { Sink } from "./sink.ts";
+import { type ByteSource, FlatReader, type FlatReaderOptions } from "./flatReader.ts";
+import { IntervalSet } from "../io/intervalSet.ts";
+import { type Sink, useSinks } from "../io/sink.ts";
 
 /** What a rebuild did. */
 export interface FlatRebuildResult {
@@ -70,11 +71,8 @@ export function rebuildFlatToFile(
   const reader = new FlatReader(src, srcLabel, opts);
   const sink = FileSink.create(outPath, opts);
   try {
-    const res = rebuildFlat(reader, sink);
-    sink.close();
-    return res;
+    return useSinks([sink], () => rebuildFlat(reader, sink));
   } catch (e) {
-    sink.abort();
     if (e instanceof VmsiftError) throw e;
     throw new VmsiftError(`rebuild failed: ${(e as Error).message}`, { file: srcLabel });
   }

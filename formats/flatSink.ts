@@ -21,8 +21,9 @@
  * one buffer. Nothing is written before the first record is complete (an aborted sink may write nothing).
  */
 import { VmsiftError } from "../core/errors.ts";
-import type { Sink } from "./sink.ts";
-import { encodeFlatHeader, encodeRecordHeader, FLAT_RECORD_HEADER_SIZE, IntervalSet } from "./flatReader.ts";
+import { encodeFlatHeader, encodeRecordHeader, FLAT_RECORD_HEADER_SIZE } from "./flatReader.ts";
+import { IntervalSet } from "../io/intervalSet.ts";
+import type { Sink } from "../io/sink.ts";
 
 /** Something bytes can be written to (Deno.stdout, a Deno.FsFile, a test collector). */
 export interface ByteStream {

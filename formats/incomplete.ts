@@ -2,8 +2,8 @@
  * Dumps that cannot be finished (kdump-reference.md 2.3, 4.7): the output is full (`-L SIZE` or ENOSPC), the
  * user interrupted the dump (SIGTERM/SIGINT), or pages of the vmcore cannot be read. The writers share:
  *
- * - {@link OutputFullError} / {@link DumpInterrupted}: why writing stopped. An OutputFullError is retried by
- *   cli/dump.ts at the next `-d` fallback level; with no level left (or on an interrupt) the writer finishes
+ * - `OutputFullError` (io/outputFull.ts) / {@link DumpInterrupted}: why writing stopped. An OutputFullError
+ *   is retried by dump/run.ts at the next `-d` fallback level; with no level left (or on an interrupt) the writer finishes
  *   the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
  *   ELF e_flags bit 0), and reports {@link IncompleteInfo}.
  * - {@link WriteControl}: the size limit, whether to keep an incomplete file, and the interrupt flag polled
@@ -14,20 +14,9 @@
  */
 import { VmsiftError } from "../core/errors.ts";
 import type { PhysicalMemory } from "../core/physMem.ts";
-import { ENOSPC, SysError } from "../io/libc.ts";
 
 /** Why a dump was left incomplete. */
 export type IncompleteReason = "size-limit" | "no-space" | "interrupted" | "read-error";
-
-/** The output cannot take more bytes: `-L` reached or the file system is full. */
-export class OutputFullError extends VmsiftError {
-  readonly reason: "size-limit" | "no-space";
-  constructor(reason: "size-limit" | "no-space", message: string, file?: string, offset?: number) {
-    super(message, { file, offset });
-    this.name = "OutputFullError";
-    this.reason = reason;
-  }
-}
 
 /** The dump was interrupted by a signal. */
 export class DumpInterrupted extends VmsiftError {
@@ -37,21 +26,6 @@ export class DumpInterrupted extends VmsiftError {
     this.name = "DumpInterrupted";
     this.signal = signal;
   }
-}
-
-/** `e` as an OutputFullError when it means "no space" (SysError ENOSPC included), else null. */
-export function asOutputFull(e: unknown): OutputFullError | null {
-  if (e instanceof OutputFullError) return e;
-  if (e instanceof SysError && e.errno === ENOSPC) {
-    const off = e.place.offset;
-    return new OutputFullError(
-      "no-space",
-      e.message,
-      e.place.file,
-      typeof off === "number" ? off : undefined,
-    );
-  }
-  return null;
 }
 
 /** What the writers are told about limits and interruptions. */
@@ -74,6 +48,7 @@ export interface WriteControl {
 
 /** Set when a dump was finished as incomplete. */
 export interface IncompleteInfo {
+  /** Why writing stopped. */
   reason: IncompleteReason;
   /** Pages whose descriptor and data are in the file. */
   pagesWritten: number;
@@ -87,11 +62,14 @@ export interface IncompleteInfo {
 
 /** Ranges of pfns whose data could not be read from the vmcore, merged when adjacent. */
 export class UnreadablePages {
+  /** [first pfn, page count] of each unreadable run, in pfn order. */
   readonly ranges: Array<[start: number, count: number]> = [];
+  /** Pages in all ranges. */
   pages = 0;
   /** First error message (e.g. "read error: Input/output error"). */
   firstError = "";
 
+  /** Record `n` unreadable pages from `pfn` (`why`: the read error). */
   add(pfn: number, n: number, why: string): void {
     if (this.firstError === "") this.firstError = why;
     this.pages += n;

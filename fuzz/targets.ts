@@ -24,9 +24,10 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { writeKdump } from "../formats/kdump/writer.ts";
 import { type CodecName, createCodec } from "../formats/codecs/registry.ts";
-import type { Sink } from "../formats/sink.ts";
-import { runDump } from "../cli/dump.ts";
-import { readUtsname } from "../cli/utsname.ts";
+import { dumpVmcore } from "../dump/run.ts";
+import { filterInput } from "../dump/filter.ts";
+import { openInput } from "../dump/input.ts";
+import { readUtsname } from "../core/utsname.ts";
 import { generate } from "../fixtures/synthetic/generate.ts";
 import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
 import {
@@ -43,6 +44,7 @@ import {
 } from "./mutators.ts";
 import { ArenaVm, OLDLOG_LEN, type OldLogSeed, oldLogSeed } from "./oldlog.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import type { Sink } from "../io/sink.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -338,14 +340,13 @@ export async function prepareSeeds(dir: string, notes: string[] = []): Promise<S
     try {
       if (!exists(path)) {
         const sink = new MemSink();
-        runDump({
-          vmcore: seeds.elf.synth4,
+        // (awaited: the seed was written before the dump had finished)
+        await dumpVmcore(seeds.elf.synth4, {
           dumpLevel: 31,
           codec: createCodec("zlib"),
-          openSink: () => sink,
+          openSinks: () => [sink],
           bitmapDir: dir,
           bitmapBudget: 8 << 20,
-          directIo: false,
         });
         Deno.writeFileSync(path, sink.bytes()!);
       }
@@ -1176,17 +1177,25 @@ function runInputRaw(ctx: FuzzContext, input: FuzzInput): void {
           ctx.skipped.set("dump of a huge machine", (ctx.skipped.get("dump of a huge machine") ?? 0) + 1);
           return;
         }
-        runDump({
-          vmcore: c.path,
-          dumpLevel: opt.level ?? 31,
-          codec: opt.codec === undefined || opt.codec === "none" ? null : createCodec(opt.codec as CodecName),
-          openSink: () => new NullSink(),
-          bitmapDir: ctx.workDir,
-          bitmapBudget: 8 << 20,
-          directIo: false,
-          imageGuard: opt.guard,
-          excludeVmemmap: opt.vmemmap,
-        });
+        // The dump layer's filter and the synchronous writer (runDump is async: its errors would not reach
+        // this synchronous target).
+        const input = openInput(c.path);
+        try {
+          const f = filterInput(
+            input,
+            { dumpLevel: opt.level ?? 31, imageGuard: opt.guard, excludeVmemmap: opt.vmemmap },
+            (n) => ({ bitmap1: new MemBitmap(n), bitmap2: new MemBitmap(n) }),
+          );
+          writeKdump(f.source, {
+            codec: opt.codec === undefined || opt.codec === "none"
+              ? null
+              : createCodec(opt.codec as CodecName),
+            sink: new NullSink(),
+            extraStatus: f.extraStatus,
+          });
+        } finally {
+          input.close();
+        }
       } finally {
         c.restore();
       }

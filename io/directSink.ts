@@ -1,6 +1,4 @@
 import { VmsiftError } from "../core/errors.ts";
-import type { Sink } from "../formats/sink.ts";
-import { IntervalSet } from "../formats/flatReader.ts";
 import { AlignedArena } from "./alignedArena.ts";
 import { AsyncWriter } from "./asyncWrite.ts";
 import {
@@ -19,6 +17,8 @@ import {
   sysOpen,
   sysUnlink,
 } from "./libc.ts";
+import { IntervalSet } from "./intervalSet.ts";
+import type { Sink } from "./sink.ts";
 
 /** Options of DirectSink.create. */
 export interface DirectSinkOptions {

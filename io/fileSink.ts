@@ -4,9 +4,9 @@
  * 0600 and must not exist unless `overwrite` is set; `abort()` removes it.
  */
 import { VmsiftError } from "../core/errors.ts";
-import type { Sink } from "../formats/sink.ts";
-import { IntervalSet } from "../formats/flatReader.ts";
-import { OutputFullError } from "../formats/incomplete.ts";
+import { OutputFullError } from "./outputFull.ts";
+import { IntervalSet } from "./intervalSet.ts";
+import type { Sink } from "./sink.ts";
 
 /** Options of {@link FileSink.create}. */
 export interface FileSinkOptions {

@@ -20,7 +20,9 @@ const PAGE = 4096;
 
 /** A read-only file read through an mmap window. */
 export class MappedFile {
+  /** The path it was opened from. */
   readonly path: string;
+  /** Size in bytes. */
   readonly size: number;
   readonly #fd: number;
   readonly #window: number;
@@ -110,6 +112,7 @@ export class MappedFile {
     }
   }
 
+  /** Unmap the window and close the file. */
   close(): void {
     this.#unmap();
     sysClose(this.#fd);

@@ -5,7 +5,9 @@ import { VmsiftError } from "../core/errors.ts";
  * a syscall per page. Not thread-safe; one per reader.
  */
 export class PositionalFile {
+  /** The path it was opened from. */
   readonly path: string;
+  /** Size in bytes. */
   readonly size: number;
   #file: Deno.FsFile;
   #closed = false;
@@ -18,6 +20,7 @@ export class PositionalFile {
     this.size = size;
   }
 
+  /** Open `path` read-only (VmsiftError naming it on failure). */
   static open(path: string): PositionalFile {
     let file: Deno.FsFile;
     try {
@@ -69,6 +72,7 @@ export class PositionalFile {
     return done;
   }
 
+  /** Close the file. */
   close(): void {
     if (!this.#closed) {
       this.#closed = true;

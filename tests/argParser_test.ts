@@ -1,7 +1,7 @@
 /** cli/argParser.ts against getopt_long's rules (what makedumpfile's users type), and directoryOf. */
 import assert from "node:assert/strict";
 import { ArgError, parseOptions } from "../cli/argParser.ts";
-import { directoryOf } from "../cli/dumpCommand.ts";
+import { directoryOf } from "../dump/outputs.ts";
 
 const SPECS = {
   c: { type: "boolean", short: "c" },

@@ -16,10 +16,10 @@ import {
 import { FlatSink } from "../formats/flatSink.ts";
 import { FlatReader } from "../formats/flatReader.ts";
 import { rebuildFlat } from "../formats/flatRebuild.ts";
-import type { Sink } from "../formats/sink.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { haveReal, REAL_DIR, realExpected, realVmcore, unpackReal } from "./support/fixture.ts";
 import { uniform32 } from "./support/mutate.ts";
+import type { Sink } from "../io/sink.ts";
 
 const PS = 4096;
 const { tmp, test } = tempDirTests("vmsift-elfw-");

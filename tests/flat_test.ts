@@ -3,15 +3,10 @@ import { tempDirTests } from "./support/run.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { FlatSink } from "../formats/flatSink.ts";
-import {
-  type ByteSource,
-  encodeFlatHeader,
-  FlatReader,
-  IntervalSet,
-  isFlattened,
-} from "../formats/flatReader.ts";
+import { type ByteSource, encodeFlatHeader, FlatReader, isFlattened } from "../formats/flatReader.ts";
 import { rebuildFlat, rebuildFlatToFile } from "../formats/flatRebuild.ts";
 import { uniform32 } from "./support/mutate.ts";
+import { IntervalSet } from "../io/intervalSet.ts";
 
 /** Collects a stream in memory; writes at most `maxPerCall` bytes per call (short writes must be retried). */
 class Collector {

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { MemBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { ElfCore } from "../formats/elfCore.ts";
-import type { Sink } from "../formats/sink.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { zlibCodec } from "../formats/codecs/zlib.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
@@ -24,6 +23,7 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { describeDump } from "../formats/kdump/info.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import type { Sink } from "../io/sink.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();

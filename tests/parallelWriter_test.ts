@@ -18,7 +18,7 @@ import { CODEC_ENGINES } from "../formats/codecs/engines.ts";
 import { CODEC_NAMES, createCodec } from "../formats/codecs/registry.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
 import { FileSink } from "../io/fileSink.ts";
-import { runDump } from "../cli/dump.ts";
+import { dumpVmcore } from "../dump/run.ts";
 import { parseCommandLine, UsageError } from "../cli/options.ts";
 import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
@@ -396,15 +396,13 @@ Deno.test({
       };
       await assert.rejects(
         () =>
-          runDump({
-            vmcore,
+          dumpVmcore(vmcore, {
             dumpLevel: 31,
             codec: odd,
             threads: 2,
-            openSink: () => FileSink.create(out),
+            openSinks: () => [FileSink.create(out)],
             bitmapDir: dir,
             bitmapBudget: 8 << 20,
-            directIo: false,
           }),
         VmsiftError,
       );

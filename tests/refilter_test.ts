@@ -5,12 +5,13 @@
  * on constructed streams (unordered and overlapping records, gaps).
  */
 import assert from "node:assert/strict";
-import { runDump } from "../cli/dump.ts";
+import { openInput } from "../dump/input.ts";
+import { planDump } from "../dump/plan.ts";
+import { dumpVmcore, runDump } from "../dump/run.ts";
 import { createCodec } from "../formats/codecs/registry.ts";
 import { encodeFlatHeader, encodeRecordHeader } from "../formats/flatReader.ts";
 import { FlatIndexedFile, openKdumpInput, sniffDumpFormat } from "../formats/kdump/inputKdump.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
-import { refilterKdump } from "../formats/kdump/refilter.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { haveReal, realVmcore, unpackReal } from "./support/fixture.ts";
@@ -32,24 +33,30 @@ async function sha256(path: string): Promise<string> {
 }
 
 function direct(vmcore: string, level: number, out: string, dir: string) {
-  return runDump({
-    vmcore,
+  return dumpVmcore(vmcore, {
     dumpLevel: level,
     codec: createCodec("zlib"),
-    openSink: () => FileSink.create(out, { overwrite: true }),
+    openSinks: () => [FileSink.create(out, { overwrite: true })],
     bitmapDir: dir,
     bitmapBudget: 1 << 30,
-    directIo: false,
   });
 }
 
-function refilter(input: string, level: number, out: string) {
-  return refilterKdump({
-    input,
-    dumpLevel: level,
-    codec: createCodec("zlib"),
-    openSink: () => FileSink.create(out, { overwrite: true }),
-  });
+/** Re-filter through the same dump layer as a direct dump; also returns the input's level and max_mapnr. */
+async function refilter(path: string, level: number, out: string) {
+  const input = openInput(path);
+  try {
+    assert.ok(input.format !== "elf");
+    const plan = await planDump(input, {
+      dumpLevel: level,
+      codec: createCodec("zlib"),
+      bitmapBudget: 1 << 30,
+    });
+    const report = await runDump(plan, { openSinks: () => [FileSink.create(out, { overwrite: true })] });
+    return { ...report, inputLevel: input.kdump.dumpLevel, input: input.kdump };
+  } finally {
+    input.close();
+  }
 }
 
 function bitmap2Of(path: string): Uint8Array {
@@ -128,9 +135,9 @@ Deno.test({
       assert.equal(inp.format, "kdump");
       assert.equal(inp.dumpLevel, 1);
       inp.close();
-      const got = refilter(d1, 31, re);
+      const got = await refilter(d1, 31, re);
       assert.equal(got.inputLevel, 1);
-      assert.equal(got.effectiveLevel, 31);
+      assert.equal(got.dumpLevel, 31);
       for (const k of ["cache", "cachePrivate", "user", "free", "zero", "original", "total"] as const) {
         assert.equal(got.stats[k], want.stats[k], k);
       }
@@ -141,8 +148,8 @@ Deno.test({
       const v = verifyDump(re, vmcore);
       assert.ok(v.ok, v.summary + "\n" + v.problems.join("\n"));
       // Re-filtering a -d 31 file at a lower level keeps the input's level (31 | 1).
-      const again = refilter(re, 1, `${dir}/again`);
-      assert.equal(again.effectiveLevel, 31);
+      const again = await refilter(re, 1, `${dir}/again`);
+      assert.equal(again.dumpLevel, 31);
       assert.deepEqual(bitmap2Of(`${dir}/again`), bitmap2Of(d31));
     } finally {
       Deno.removeSync(dir, { recursive: true });
@@ -159,8 +166,8 @@ Deno.test({
     const dir = Deno.makeTempDirSync({ prefix: "vmsift-refilter-" });
     try {
       const re = `${dir}/re31`;
-      const got = refilter(mdf, 31, re);
-      assert.equal(got.effectiveLevel, 31);
+      const got = await refilter(mdf, 31, re);
+      assert.equal(got.dumpLevel, 31);
       assert.deepEqual(bitmap2Of(re), bitmap2Of(mdf));
       const a = KdumpFile.open(re), b = KdumpFile.open(mdf);
       try {
@@ -192,7 +199,7 @@ Deno.test({
     try {
       const d31 = `${dir}/d31`, re = `${dir}/re31`;
       const want = await direct(QEMU_ELF, 31, d31, dir);
-      const got = refilter(QEMU_FLAT, 31, re);
+      const got = await refilter(QEMU_FLAT, 31, re);
       assert.equal(got.input.format, "flattened");
       assert.equal(got.inputLevel, 1);
       assert.equal(got.input.maxMapnr, 0x100000); // QEMU: pfn space up to the highest guest block

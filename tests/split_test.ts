@@ -5,11 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { MemBitmap } from "../core/bitmap.ts";
-import { buildMemoryModel } from "../core/memoryModel.ts";
-import { markPresentPages } from "../core/presentPages.ts";
-import { excludeUnnecessaryPages } from "../core/scan.ts";
-import { openDumpInput } from "../cli/input.ts";
-import { readUtsname } from "../cli/utsname.ts";
+import { openInput } from "../dump/input.ts";
+import { filterInput } from "../dump/filter.ts";
 import { createCodec } from "../formats/codecs/registry.ts";
 import { decodeSubHeader } from "../formats/kdump/header.ts";
 import { reassembleKdump } from "../formats/kdump/reassemble.ts";
@@ -69,38 +66,24 @@ Deno.test("splitRanges: makedumpfile's splitblock rule (whole blocks, last parti
   assert.throws(() => splitRanges(bm, 84, 2, ps, 1000), RangeError);
 });
 
-/** The dump flow of cli/dump.ts (ELF → model → bitmaps → scan) as a KdumpSource. */
+/** The dump layer's filter (ELF → model → bitmaps → scan) as a KdumpSource. */
 function elfSource(
   vmcore: string,
   level: number,
   kernelImageGuard = true,
 ): { src: KdumpSource; close: () => void } {
-  const input = openDumpInput(vmcore);
-  const { core, info } = input;
-  const model = buildMemoryModel(core, info, { kernelImageGuard });
-  const max = model.maxMapnr;
-  const bitmap1 = new MemBitmap(max), bitmap2 = new MemBitmap(max);
-  markPresentPages(core.segments, model.pageSize, max, bitmap1);
-  markPresentPages(core.segments, model.pageSize, max, bitmap2);
-  excludeUnnecessaryPages(model, level, bitmap1, bitmap2);
-  return {
-    src: {
-      mem: core,
-      bitmap1,
-      bitmap2,
-      maxMapnr: max,
-      pageSize: model.pageSize,
-      noteBytes: core.noteSegment.bytes,
-      vmcoreinfoOffsetInNotes: input.vmcoreinfoOffsetInNotes,
-      vmcoreinfoSize: input.vmcoreinfoSize,
-      utsname: readUtsname(model.vm, info),
-      crashTime: info.crashTime ?? 0,
-      nrCpus: core.nrCpus,
-      physBase: model.physBase,
-      dumpLevel: level,
-    },
-    close: () => core.close(),
-  };
+  const input = openInput(vmcore);
+  try {
+    const f = filterInput(
+      input,
+      { dumpLevel: level, imageGuard: kernelImageGuard },
+      (n) => ({ bitmap1: new MemBitmap(n), bitmap2: new MemBitmap(n) }),
+    );
+    return { src: f.source, close: () => input.close() };
+  } catch (e) {
+    input.close();
+    throw e;
+  }
 }
 
 function writeDirect(src: KdumpSource, path: string): void {

@@ -4,12 +4,12 @@
  * mappings; and the kernel log.
  */
 import assert from "node:assert/strict";
-import { runDump } from "../cli/dump.ts";
-import { NullSink } from "../cli/output.ts";
+import { dumpVmcore } from "../dump/run.ts";
+import { NullSink } from "../dump/outputs.ts";
 import { statsJson } from "../core/stats.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { extractDmesg } from "../core/printk.ts";
-import { openDumpInput } from "../cli/input.ts";
+import { openElfInput } from "../dump/input.ts";
 import { generate } from "../fixtures/synthetic/generate.ts";
 import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
 import { tempDir } from "./support/run.ts";
@@ -35,14 +35,11 @@ for (const scheme of ["4.17", "4.18", "6.12"] as const) {
           generate(params, path);
           const manifest = JSON.parse(Deno.readTextFileSync(`${path}.manifest.json`));
           for (const level of LEVELS) {
-            const r = await runDump({
-              vmcore: path,
+            const r = await dumpVmcore(path, {
               dumpLevel: level,
-              codec: null,
-              openSink: () => new NullSink(),
+              openSinks: () => [new NullSink()],
               bitmapDir: dir,
               bitmapBudget: 8 << 20,
-              directIo: false,
             });
             const got = statsJson(r.stats);
             for (const [k, v] of Object.entries(manifest.dump_levels[String(level)])) {
@@ -50,7 +47,7 @@ for (const scheme of ["4.17", "4.18", "6.12"] as const) {
             }
             assert.equal(r.stats.keptUnreadable, 0);
           }
-          const input = openDumpInput(path);
+          const input = openElfInput(path);
           try {
             const model = buildMemoryModel(input.core, input.info);
             assert.equal(extractDmesg(model.vm, input.info).text, manifest.dmesg);

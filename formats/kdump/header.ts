@@ -4,16 +4,21 @@
  * 64-bit fields that are offsets or pfns are plain numbers (files and pfns stay below 2^53); phys_base is a
  * bigint because x86_64 kernels may have a "negative" one.
  */
+import { UTSNAME_SIZE } from "../../core/utsname.ts";
 import { MAIN_HEADER_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
 
 /** "KDUMP   " */
 export const KDUMP_SIGNATURE = "KDUMP   ";
+
+/** True when `head` (the first bytes of a file) starts with the kdump-compressed signature. */
+export function isKdumpHead(head: Uint8Array): boolean {
+  return head.length >= 8 && String.fromCharCode(...head.subarray(0, 8)) === KDUMP_SIGNATURE;
+}
+
 /** Legacy diskdump signature (accepted by readers, never written). */
 export const DISKDUMP_SIGNATURE = "DISKDUMP";
 /** header_version written by makedumpfile and by us. */
 export const KDUMP_HEADER_VERSION = 6;
-/** Bytes of the utsname copy (6 x 65). */
-export const UTSNAME_SIZE = 390;
 /** Length of one utsname field. */
 export const UTS_FIELD = 65;
 
@@ -64,41 +69,67 @@ export const SH = {
 
 /** struct disk_dump_header. */
 export interface MainHeader {
+  /** "KDUMP   " (or the legacy "DISKDUMP"). */
   signature: string;
+  /** header_version (6 for makedumpfile 1.7). */
   headerVersion: number;
   /** 390 bytes. */
   utsname: Uint8Array;
+  /** Crash time, seconds since the epoch. */
   timestampSec: number;
+  /** Crash time, microseconds part. */
   timestampUsec: number;
+  /** Status bits: codec flag, incomplete (0x8), excluded vmemmap (0x10). */
   status: number;
+  /** Page size (block_size). */
   blockSize: number;
+  /** Blocks of the sub header. */
   subHdrSize: number;
+  /** Blocks of both bitmaps together. */
   bitmapBlocks: number;
   /** 32-bit copy, min(max_mapnr, 2^32-1). */
   maxMapnr: number;
+  /** Unused (0). */
   totalRamBlocks: number;
+  /** Unused (0). */
   deviceBlocks: number;
+  /** Unused (0). */
   writtenBlocks: number;
+  /** Unused (0). */
   currentCpu: number;
+  /** CPUs of the crashed kernel. */
   nrCpus: number;
 }
 
 /** struct kdump_sub_header (fields up to header_version 6). */
 export interface SubHeader {
+  /** Where the kernel image was loaded (two's complement 64-bit). */
   physBase: bigint;
+  /** dump_level the file was written at. */
   dumpLevel: number;
+  /** 1 when the file is one part of a --split set. */
   split: number;
   /** 32-bit truncated copies (obsolete). */
   startPfn: number;
+  /** 32-bit truncated end pfn (obsolete). */
   endPfn: number;
+  /** File offset of the VMCOREINFO text, 0 without. */
   offsetVmcoreinfo: number;
+  /** Its size in bytes. */
   sizeVmcoreinfo: number;
+  /** File offset of the ELF notes. */
   offsetNote: number;
+  /** Their size in bytes. */
   sizeNote: number;
+  /** File offset of the erase information, 0 without. */
   offsetEraseinfo: number;
+  /** Its size in bytes. */
   sizeEraseinfo: number;
+  /** First pfn of a split part. */
   startPfn64: number;
+  /** End pfn (exclusive) of a split part. */
   endPfn64: number;
+  /** max_mapnr, 64-bit. */
   maxMapnr64: number;
 }
 

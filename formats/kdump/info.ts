@@ -9,14 +9,23 @@ import { PAGE_DESC_SIZE } from "./layout.ts";
 
 /** Summary of a dump file. */
 export interface DumpInfo {
+  /** The dump's path. */
   path: string;
+  /** Its size in bytes. */
   fileSize: number;
+  /** The main header, utsname as its six strings. */
   header: Omit<MainHeader, "utsname"> & { utsname: string[] };
+  /** The sub header, phys_base as hex text. */
   subHeader: Omit<SubHeader, "physBase"> & { physBase: string };
+  /** Where each part of the file is. */
   layout: KdumpLayout;
+  /** Pages the bitmaps cover. */
   maxMapnr: number;
+  /** Pages set in bitmap 1 (present). */
   bitmap1Pages: number;
+  /** Pages set in bitmap 2 (dumped). */
   bitmap2Pages: number;
+  /** Page descriptors in the file. */
   descriptors: number;
   /** Descriptors by codec name (raw includes the shared zero page). */
   byCodec: Record<string, number>;
@@ -28,7 +37,9 @@ export interface DumpInfo {
   dataBytes: number;
   /** Descriptors with obviously bad fields (offset < 0, size 0 or > page, beyond EOF). */
   badDescriptors: number;
+  /** True when the header's incomplete flag is set. */
   incomplete: boolean;
+  /** The VMCOREINFO text, when the dump has one. */
   vmcoreinfo: string | undefined;
   /** Human-readable rendering. */
   text: string;

@@ -24,9 +24,11 @@ import {
   FLAT_SIGNATURE,
   FLAT_TYPE,
   FLAT_VERSION,
+  hasFlatSignature,
 } from "../flatReader.ts";
+import { ElfCore } from "../elfCore.ts";
 import { KdumpFile, type KdumpOpenOptions, type RandomAccessFile } from "./reader.ts";
-import { KDUMP_SIGNATURE } from "./header.ts";
+import { isKdumpHead } from "./header.ts";
 
 /** What a file looks like from its first bytes. */
 export type DumpFormat = "elf" | "kdump" | "flattened" | "unknown";
@@ -36,10 +38,10 @@ export function sniffDumpFormat(path: string): DumpFormat {
   const f = PositionalFile.open(path);
   try {
     const h = new Uint8Array(32);
-    const n = f.readAt(0, h);
-    if (n >= 4 && h[0] === 0x7f && h[1] === 0x45 && h[2] === 0x4c && h[3] === 0x46) return "elf";
-    if (n >= 8 && String.fromCharCode(...h.subarray(0, 8)) === KDUMP_SIGNATURE) return "kdump";
-    if (n >= 32 && FLAT_SIGNATURE.every((b, i) => h[i] === b)) return "flattened";
+    const head = h.subarray(0, f.readAt(0, h));
+    if (ElfCore.sniff(head)) return "elf";
+    if (isKdumpHead(head)) return "kdump";
+    if (hasFlatSignature(head)) return "flattened";
     return "unknown";
   } finally {
     f.close();
@@ -258,7 +260,9 @@ function resolvePieces(
 
 /** A kdump-compressed input opened for re-filtering. */
 export interface KdumpInput {
+  /** The path it was opened from. */
   path: string;
+  /** Plain kdump-compressed, or makedumpfile's flattened stream. */
   format: "kdump" | "flattened";
   /** The open dump; closed by {@link KdumpInput.close}. */
   dump: KdumpFile;
@@ -269,6 +273,7 @@ export interface KdumpInput {
   mem: PhysicalMemory;
   /** The input's max_mapnr (the output keeps it, as makedumpfile does when re-filtering). */
   maxMapnr: number;
+  /** Page size (block_size). */
   pageSize: number;
   /** The input's note area, copied verbatim into the output. */
   noteBytes: Uint8Array;
@@ -276,6 +281,7 @@ export interface KdumpInput {
   vmcoreinfoText: string | undefined;
   /** Offset of the VMCOREINFO desc inside noteBytes, or -1. */
   vmcoreinfoOffsetInNotes: number;
+  /** Length of the VMCOREINFO text, 0 without. */
   vmcoreinfoSize: number;
   /** nr_cpus of the input header (or the count of CORE/NT_PRSTATUS notes when that is ≤ 0). */
   nrCpus: number;
@@ -294,6 +300,7 @@ export interface KdumpInput {
   physBase: bigint;
   /** utsname and timestamp of the input header (fallbacks; makedumpfile rereads init_uts_ns). */
   utsname: Uint8Array;
+  /** Crash time of the input header, seconds. */
   crashTime: number;
   /** status & 0x8. */
   incomplete: boolean;
@@ -301,6 +308,7 @@ export interface KdumpInput {
   status: number;
   /** Flattened input: records indexed. */
   flatRecords?: number;
+  /** Close the dump. */
   close(): void;
 }
 

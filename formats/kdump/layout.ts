@@ -45,7 +45,9 @@ export interface KdumpLayout extends LayoutInput {
   offsetSubHeader: number;
   /** offset_note: blockSize + 104. */
   offsetNote: number;
+  /** File offset of bitmap 1 (present pages). */
   offsetBitmap1: number;
+  /** File offset of bitmap 2 (dumped pages). */
   offsetBitmap2: number;
   /** Start of the page descriptor array: (1 + subHdrSize + bitmapBlocks) * blockSize. */
   dataOffset: number;

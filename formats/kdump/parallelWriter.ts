@@ -13,7 +13,7 @@
  *
  * N threads = N - 1 workers + the main thread, which compresses a batch itself when every worker is full
  * (`mainCompresses`). A worker costs a V8 isolate (about 20 MiB RSS, 50-100 ms to start, its own JIT
- * warm-up): cli/dump.ts starts them before reading the vmcore ({@link CodecWorkers}) and has them compile
+ * warm-up): dump/run.ts starts them before reading the vmcore ({@link CodecWorkers}) and has them compile
  * the codec meanwhile, so on an idle machine that cost overlaps the struct page scan.
  */
 import { VmsiftError } from "../../core/errors.ts";
@@ -30,17 +30,11 @@ import {
   ZERO_PAGE,
 } from "../codecs/codecWorker.ts";
 import {
-  bitmapRuns,
-  finishIncomplete,
   finishPages,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
-  PagePairWriter,
-  readPageLenient,
-  readRun,
   withUnreadable,
-  writeKdumpHead,
 } from "./writer.ts";
 import {
   DumpInterrupted,
@@ -49,6 +43,9 @@ import {
   UnreadablePages,
   YIELD_INTERVAL_MS,
 } from "../incomplete.ts";
+import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
+import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
+import { writeKdumpHead } from "./headWriter.ts";
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {

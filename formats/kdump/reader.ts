@@ -57,8 +57,11 @@ export const FLAT_SIGNATURE = "makedumpfile";
 
 /** A page descriptor (struct page_desc). */
 export interface PageDesc {
+  /** File offset of the page's data (0: never written, incomplete dump). */
   offset: number;
+  /** Bytes of data. */
   size: number;
+  /** Codec flag of the data, 0 when stored raw. */
   flags: number;
 }
 
@@ -77,31 +80,42 @@ const DESC_CHUNK = 2048;
  * (e.g. the record index of a flattened stream, formats/kdump/inputKdump.ts).
  */
 export interface RandomAccessFile {
+  /** Name for messages. */
   readonly path: string;
+  /** Size in bytes. */
   readonly size: number;
   /** Read up to `out.length` bytes at `offset`; returns the count (less only at the end). */
   readAt(offset: number, out: Uint8Array): number;
   /** Read exactly `out.length` bytes at `offset` or throw VmsiftError. */
   readExact(offset: number, out: Uint8Array): void;
+  /** Release the file. */
   close(): void;
 }
 
 /** An open kdump-compressed file. */
 export class KdumpFile implements PhysicalMemory {
   readonly label: string;
+  /** The path it was opened from. */
   readonly path: string;
+  /** The file the dump is read from (plain, or a flattened stream's index). */
   readonly file: RandomAccessFile;
+  /** The main header. */
   readonly header: MainHeader;
+  /** The sub header. */
   readonly subHeader: SubHeader;
   /** max_mapnr_64 for header_version >= 6, else the 32-bit field. */
   readonly maxMapnr: number;
+  /** Bytes per page (block_size). */
   readonly blockSize: number;
   /** Layout recomputed from the header (bitmapBlocks from the file may exceed the computed one). */
   readonly layout: KdumpLayout;
   /** File offsets of the two bitmaps as the file says (half of bitmap_blocks each). */
   readonly offsetBitmap1: number;
+  /** File offset of bitmap 2. */
   readonly offsetBitmap2: number;
+  /** Bitmap 1: pages present. */
   readonly bitmap1: MemBitmap;
+  /** Bitmap 2: pages dumped. */
   readonly bitmap2: MemBitmap;
   /** popcount(bitmap2) = number of descriptors. */
   readonly numDumpable: number;
@@ -112,6 +126,7 @@ export class KdumpFile implements PhysicalMemory {
   /** status & 0x8. */
   readonly incomplete: boolean;
   readonly segments: PhysSegment[];
+  /** True when dump_level excluded zero pages (they share one zero page). */
   readonly zeroExcluded: boolean;
   /** prefix[i] = set bits of bitmap2 below pfn 64*i. */
   readonly #prefix: Uint32Array;
@@ -476,6 +491,7 @@ export class KdumpFile implements PhysicalMemory {
     return true;
   }
 
+  /** Close the file. */
   close(): void {
     this.file.close();
   }

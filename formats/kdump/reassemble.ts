@@ -21,7 +21,6 @@
 import { VmsiftError } from "../../core/errors.ts";
 import { MemBitmap } from "../../core/bitmap.ts";
 import { PositionalFile } from "../../io/positionalFile.ts";
-import type { Sink } from "../sink.ts";
 import {
   decodeMainHeader,
   decodeSubHeader,
@@ -35,6 +34,7 @@ import {
   type SubHeader,
 } from "./header.ts";
 import { MAIN_HEADER_SIZE, PAGE_DESC_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
+import type { Sink } from "../../io/sink.ts";
 
 /** One part of a split dump, as read from its headers. */
 export interface SplitPart {

@@ -21,23 +21,20 @@
  */
 import { VmsiftError } from "../../core/errors.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
-import type { Sink } from "../sink.ts";
 import { SH } from "./header.ts";
 import {
-  bitmapRuns,
-  finishIncomplete,
   type KdumpSource,
   type KdumpWriteOptions,
   type KdumpWriteResult,
-  PagePairWriter,
-  readPageLenient,
-  readRun,
   storeRunPages,
   withUnreadable,
-  writeKdumpHead,
 } from "./writer.ts";
 import { drive, driveAsync, DumpInterrupted, readRunChecked, UnreadablePages } from "../incomplete.ts";
 import type { KdumpLayout } from "./layout.ts";
+import type { Sink } from "../../io/sink.ts";
+import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
+import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
+import { writeKdumpHead } from "./headWriter.ts";
 
 /** makedumpfile's DEFAULT_SPLITBLOCK_SIZE: 1 GiB. */
 export const DEFAULT_SPLITBLOCK_SIZE = 1 << 30;

@@ -8,23 +8,27 @@ import { VmsiftError } from "../../core/errors.ts";
 import { MemBitmap } from "../../core/bitmap.ts";
 import { ElfCore } from "../elfCore.ts";
 import { flagName, KdumpFile } from "./reader.ts";
-import { readPageLenient } from "./writer.ts";
 import { KDUMP_HEADER_VERSION, utsnameFields } from "./header.ts";
 import { PAGE_DESC_SIZE, SUB_HEADER_SIZE } from "./layout.ts";
+import { readPageLenient } from "./pageRuns.ts";
 
 /** Options of verifyDump. */
 export interface VerifyOptions {
   /** Stop listing problems after this many (they are still counted). Default 50. */
   maxProblems?: number;
+  /** Called as descriptors are checked. */
   onProgress?: (descriptorsDone: number, descriptorsTotal: number) => void;
 }
 
 /** Counts gathered by verifyDump. */
 export interface VerifyCounts {
+  /** max_mapnr of the dump. */
   maxMapnr: number;
   /** Set bits of bitmap 1 / bitmap 2 (bitmap 2 count = number of descriptors). */
   bitmap1Pages: number;
+  /** Set bits of bitmap 2. */
   bitmap2Pages: number;
+  /** Page descriptors in the file. */
   descriptors: number;
   /** Descriptors whose page was written and compared. */
   pagesPresent: number;
@@ -34,7 +38,9 @@ export interface VerifyCounts {
   pagesCorrect: number;
   /** Descriptors pointing at the shared zero page. */
   zeroPages: number;
+  /** Pages stored uncompressed. */
   rawPages: number;
+  /** Pages stored compressed. */
   compressedPages: number;
   /** Pages by descriptor codec name (raw, zlib, lzo, ...), zero pages counted as raw. */
   byCodec: Record<string, number>;
@@ -44,13 +50,17 @@ export interface VerifyCounts {
 
 /** Result of verifyDump. */
 export interface VerifyReport {
+  /** True when no problem was found. */
   ok: boolean;
   /** status has the incomplete flag (0x8). */
   incomplete: boolean;
+  /** Every problem found, one line each. */
   problems: string[];
   /** Problems beyond maxProblems that were counted but not listed. */
   moreProblems: number;
+  /** What was compared. */
   counts: VerifyCounts;
+  /** Wall-clock seconds. */
   seconds: number;
   /** One line: "ok: N pages, all correct" / "incomplete, N pages present, all correct" / "FAILED: ...". */
   summary: string;

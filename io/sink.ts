@@ -30,3 +30,41 @@ export interface Sink {
   /** Set the file size at once (frees room on a full file system before finish writes what is cached). */
   truncate?(size: number): void;
 }
+
+/**
+ * Open several outputs: every opener in turn; when one fails, those already opened are aborted (removed)
+ * before the error goes on.
+ */
+export function openSinks(openers: ReadonlyArray<() => Sink>): Sink[] {
+  const sinks: Sink[] = [];
+  try {
+    for (const open of openers) sinks.push(open());
+  } catch (e) {
+    for (const s of sinks) s.abort();
+    throw e;
+  }
+  return sinks;
+}
+
+/**
+ * Run `body` (sync or async) writing to `sinks`, then close them all; on any error abort them all (partial
+ * outputs removed) and rethrow.
+ */
+export function useSinks<T>(sinks: readonly Sink[], body: () => T): T {
+  const close = <R>(r: R): R => {
+    for (const s of sinks) s.close();
+    return r;
+  };
+  const abort = (e: unknown): never => {
+    for (const s of sinks) s.abort();
+    throw e;
+  };
+  let r: T;
+  try {
+    r = body();
+    if (!(r instanceof Promise)) return close(r);
+  } catch (e) {
+    return abort(e);
+  }
+  return r.then(close).catch(abort) as T;
+}

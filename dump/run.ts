@@ -1,0 +1,290 @@
+/**
+ * Running a dump plan: for each level (the requested one, then the fallback levels while the output is
+ * full) filter the input into fresh bitmaps and write the planned form; the report carries the counts.
+ * The same path for an ELF vmcore and a kdump file being re-filtered.
+ */
+import { createBitmaps } from "../io/fileBitmap.ts";
+import { asOutputFull } from "../io/outputFull.ts";
+import { openSinks, type Sink, useSinks } from "../io/sink.ts";
+import { pageStatsOf } from "../core/stats.ts";
+import { excludeZeroPages } from "../core/zeroPages.ts";
+import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
+import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
+import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import { writeKdumpSplitAsync } from "../formats/kdump/split.ts";
+import {
+  type KdumpSource,
+  type KdumpWriteOptions,
+  type KdumpWriteResult,
+  writeKdumpAsync,
+} from "../formats/kdump/writer.ts";
+import { effectiveLevel, filterInput } from "./filter.ts";
+import { type ElfDumpInput, openInput, type OpenInputOptions } from "./input.ts";
+import { checkOutputsFree, directoryOf, openOutputFile } from "./outputs.ts";
+import { type DumpOptions, type DumpPlan, planDump } from "./plan.ts";
+import type { DumpReport } from "./report.ts";
+
+/** Where the dump goes and who hears about it. */
+export interface RunOptions {
+  /**
+   * The output file (form "split": one per part), created with mode 0600 (O_DIRECT when the plan says so)
+   * and refused when it exists unless `overwrite`; removed again when the dump fails.
+   */
+  output?: string | readonly string[];
+  /** Replace existing output files. */
+  overwrite?: boolean;
+  /**
+   * Instead of `output`: opens the sinks (one; form "split": one per part). Called after the input has been
+   * filtered, once per attempt (a retry at a fallback level rewrites the output).
+   */
+  openSinks?: () => Sink[];
+  /** Called after each run of pages. */
+  onProgress?: (done: number, total: number, bytes: number) => void;
+  /** Details a maintainer may want (max_mapnr, where the bitmaps are, the input's read mode). */
+  debug?: (text: string) => void;
+  /** Messages an operator should see (bitmap files, O_DIRECT fallbacks, a changed dump level). */
+  notice?: (text: string) => void;
+  /** Called before each retry at a fallback level, with the level and why. */
+  onRetry?: (level: number, why: string) => void;
+  /** Polled between runs of pages: a signal name stops the dump, finished as incomplete (withStopSignals). */
+  interrupted?: () => string | null;
+}
+
+/**
+ * Carry out `plan`: write the dump and return its report. Throws VmsiftError on failure (the outputs are
+ * removed); a dump finished as incomplete (size limit, interrupt, unreadable pages) returns normally with
+ * `report.write.incomplete` set.
+ *
+ * @example Dump a vmcore as a kdump-compressed file and check it
+ * ```ts
+ * import { openInput, planDump, runDump, verifyDump } from "@vmsift/vmsift";
+ *
+ * const [vmcore, out] = Deno.args;
+ * if (vmcore !== undefined && out !== undefined) {
+ *   const input = openInput(vmcore);
+ *   try {
+ *     const plan = await planDump(input, { dumpLevel: 31, codec: "zlib" });
+ *     const report = await runDump(plan, { output: out });
+ *     console.log(`${report.write.dumpablePages} pages, ${report.write.fileSize} bytes`);
+ *   } finally {
+ *     input.close();
+ *   }
+ *   console.log(verifyDump(out, vmcore).ok);
+ * }
+ * ```
+ */
+export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpReport> {
+  const outputs = opts.output === undefined
+    ? []
+    : typeof opts.output === "string"
+    ? [opts.output]
+    : opts.output;
+  if (opts.openSinks === undefined) {
+    if (outputs.length === 0) throw new TypeError("runDump: give output or openSinks");
+    if (!opts.overwrite) checkOutputsFree(outputs);
+  }
+  const open = opts.openSinks ?? (() =>
+    openSinks(outputs.map((path) => () =>
+      openOutputFile(path, {
+        directIo: plan.directIo,
+        overwrite: true, // checked above: a retry rewrites the file this run made
+        debug: opts.debug,
+        notice: opts.notice,
+      })
+    )));
+  const bitmapDir = plan.bitmapDir ?? (outputs.length > 0 ? directoryOf(outputs[0]) : undefined);
+  // --num-threads: start the compression workers first, their start-up overlaps reading and scanning
+  if (plan.threads > 1 && plan.codec !== null) {
+    const workers = CodecWorkers.start(workersFor(plan.threads), { warm: plan.codec });
+    try {
+      return await runLevels(plan, opts, open, bitmapDir, workers);
+    } finally {
+      workers.terminate();
+    }
+  }
+  return await runLevels(plan, opts, open, bitmapDir);
+}
+
+async function runLevels(
+  plan: DumpPlan,
+  opts: RunOptions,
+  open: () => Sink[],
+  bitmapDir: string | undefined,
+  workers?: CodecWorkers,
+): Promise<DumpReport> {
+  const levels = plan.levels;
+  for (let i = 0;; i++) {
+    const last = i === levels.length - 1;
+    try {
+      return await runLevel(plan, opts, levels[i], last, open, bitmapDir, workers);
+    } catch (e) {
+      const full = asOutputFull(e);
+      if (full === null || last) throw e;
+      const sig = opts.interrupted?.() ?? null;
+      if (sig !== null) throw new DumpInterrupted(sig);
+      opts.onRetry?.(levels[i + 1], full.oneLine());
+    }
+  }
+}
+
+async function runLevel(
+  plan: DumpPlan,
+  opts: RunOptions,
+  level: number,
+  lastLevel: boolean,
+  open: () => Sink[],
+  bitmapDir: string | undefined,
+  workers: CodecWorkers | undefined,
+): Promise<DumpReport> {
+  const t0 = performance.now();
+  const input = plan.input;
+  const written = effectiveLevel(input, level);
+  if (input.format !== "elf" && written !== level) {
+    opts.notice?.(
+      `dump_level is changed to ${written}, because ${input.path} was created by dump_level(${input.kdump.dumpLevel}).`,
+    );
+  }
+  let closeBitmaps = () => {};
+  try {
+    const f = filterInput(
+      input,
+      {
+        dumpLevel: level,
+        imageGuard: plan.imageGuard,
+        excludeVmemmap: plan.excludeVmemmap,
+        debug: opts.debug,
+      },
+      (maxMapnr) => {
+        const b = createBitmaps(maxMapnr, {
+          budgetBytes: plan.bitmapBudget,
+          dir: bitmapDir,
+          direct: plan.directIo,
+        });
+        closeBitmaps = () => b.close();
+        for (const w of b.warnings) opts.notice?.(`warning: ${w}`);
+        if (b.mode === "memory") opts.debug?.(b.description);
+        else opts.notice?.(b.description);
+        return b;
+      },
+    );
+    const control: WriteControl = {
+      sizeLimit: plan.sizeLimit,
+      interrupted: opts.interrupted,
+      markIncomplete: plan.markIncomplete,
+      keepIncomplete: lastLevel,
+    };
+    const sinks = open();
+    const write = await useSinks(
+      sinks,
+      () => writeForm(plan, opts, control, f.source, f.extraStatus, sinks, workers),
+    );
+    return {
+      stats: pageStatsOf(f.original, f.source.maxMapnr, f.scan.counts, write.zeroPages),
+      scan: f.scan,
+      write,
+      vmemmap: f.vmemmap,
+      dumpLevel: written,
+      requestedLevel: level,
+      inputFormat: input.format,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    closeBitmaps();
+  }
+}
+
+/** Write the planned form to `sinks` (the caller closes or aborts them). */
+async function writeForm(
+  plan: DumpPlan,
+  opts: RunOptions,
+  control: WriteControl,
+  src: KdumpSource,
+  extraStatus: number,
+  sinks: Sink[],
+  workers: CodecWorkers | undefined,
+): Promise<KdumpWriteResult> {
+  if (plan.form === "split") {
+    const r = await writeKdumpSplitAsync(src, sinks, {
+      codec: plan.codec,
+      onProgress: opts.onProgress,
+      extraStatus,
+      splitblockSize: plan.splitblockSize,
+      control,
+    });
+    return r.total;
+  }
+  const sink = sinks[0];
+  if (plan.form === "elf") return await writeElf(plan.input as ElfDumpInput, src, sink, control);
+  const wopts: KdumpWriteOptions = {
+    codec: plan.codec,
+    sink,
+    onProgress: opts.onProgress,
+    extraStatus,
+    control,
+  };
+  // With more than one thread and a codec the parallel writer (--num-threads); same bytes.
+  if (plan.threads > 1 && plan.codec !== null) {
+    return await writeKdumpParallel(src, {
+      ...wopts,
+      codec: plan.codec,
+      threads: plan.threads,
+      workers,
+    });
+  }
+  return await writeKdumpAsync(src, wopts);
+}
+
+/** -E: an ELF dump of the filtered pages. */
+async function writeElf(
+  input: ElfDumpInput,
+  src: KdumpSource,
+  sink: Sink,
+  control: WriteControl,
+): Promise<KdumpWriteResult> {
+  const core = input.core;
+  // ELF has no shared zero page: zero pages leave bitmap 2 first (makedumpfile's pre-pass).
+  const zero = (src.dumpLevel & 1) !== 0
+    ? excludeZeroPages(core, src.bitmap2, src.maxMapnr, src.pageSize)
+    : 0;
+  const r = await writeElfDumpAsync(
+    {
+      mem: core,
+      bitmap1: src.bitmap1,
+      bitmap2: src.bitmap2,
+      maxMapnr: src.maxMapnr,
+      pageSize: src.pageSize,
+      noteBytes: src.noteBytes,
+      segments: core.segments,
+      ...inputElfHeaders(core),
+      // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
+      beyondMaxMapnr: "exclude",
+    },
+    sink,
+    control,
+  );
+  return {
+    dumpablePages: r.dumpedPages,
+    zeroPages: zero,
+    rawPages: r.dumpedPages,
+    compressedPages: 0,
+    fileSize: r.fileSize,
+    incomplete: r.incomplete,
+    unreadable: r.unreadable,
+  };
+}
+
+/**
+ * Open `vmcore` (any input format), plan and run one dump, close the input: {@link openInput},
+ * {@link planDump} and {@link runDump} in one call.
+ */
+export async function dumpVmcore(
+  vmcore: string,
+  opts: DumpOptions & OpenInputOptions & RunOptions,
+): Promise<DumpReport> {
+  const input = openInput(vmcore, opts);
+  try {
+    return await runDump(await planDump(input, opts), opts);
+  } finally {
+    input.close();
+  }
+}
