@@ -178,6 +178,39 @@ export function sysMmapRead(fd: number, length: number, offset: number): Deno.Po
   return p;
 }
 
+const MAP_PRIVATE = 2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+
+/**
+ * Reserve `length` bytes of address space that read as zeros (an anonymous private read-only mapping: no
+ * memory until touched): a fixed place for {@link sysMmapReadFixed}. Pointer or -errno.
+ */
+export function sysMmapReserve(length: number): Deno.PointerObject | number {
+  const p = L().mmap(null, BigInt(length), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+  if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) return -errno();
+  return p;
+}
+
+/**
+ * mmap(2) of `length` bytes of `fd` at `offset` (page aligned), read-only and shared, AT `addr` (MAP_FIXED:
+ * it replaces whatever `addr` held, which must be a reservation of ours): 0 or -errno. On failure the range
+ * reads as zeros again (re-reserved), so that views of it never touch unmapped memory.
+ */
+export function sysMmapReadFixed(
+  addr: Deno.PointerObject,
+  length: number,
+  fd: number,
+  offset: number,
+): number {
+  const want = Deno.UnsafePointer.value(addr);
+  const p = L().mmap(addr, BigInt(length), PROT_READ, MAP_SHARED | MAP_FIXED, fd, BigInt(offset));
+  if (p !== null && Deno.UnsafePointer.value(p) === want) return 0;
+  const e = p === null || Deno.UnsafePointer.value(p) === MAP_FAILED ? errno() : EINVAL;
+  L().mmap(addr, BigInt(length), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0n);
+  return -e;
+}
+
 /** munmap(2). */
 export function sysMunmap(p: Deno.PointerObject, length: number): number {
   return L().munmap(p, BigInt(length)) === 0 ? 0 : -errno();
