@@ -190,6 +190,8 @@ export interface TimedOptions {
   timeoutSeconds?: number;
   /** Run pinned to these CPUs (`taskset -c LIST` inside GNU time, e.g. "0"): the single-CPU mode. */
   cpus?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 function vmHwmKiB(pid: number): number {
@@ -221,7 +223,13 @@ export async function timed(argv: string[], o: TimedOptions): Promise<TimedResul
   const pinned = o.cpus !== undefined ? ["taskset", "-c", o.cpus, ...argv] : argv;
   const full = o.gnuTime ? [o.gnuTime, "-f", "%M %U %S", "-o", o.timeFile, ...pinned] : pinned;
   const t0 = performance.now();
-  const child = new Deno.Command(full[0], { args: full.slice(1), stdout: "piped", stderr: "piped" }).spawn();
+  const child = new Deno.Command(full[0], {
+    args: full.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+    env: o.env,
+  })
+    .spawn();
   let killed: string | null = null;
   let polledHwm = 0;
   const timer = setInterval(() => {

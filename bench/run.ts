@@ -61,6 +61,11 @@ const MAIN = join(ROOT, "main.ts");
 const GEN = join(ROOT, "fixtures/synthetic/cli.ts");
 const MAKE_VMCORE = join(ROOT, "../shared/vmcore/make-vmcore.sh");
 const DENO = Deno.execPath();
+/**
+ * For vmsift's runs: no Deno update check (`deno run` otherwise resolves dl.deno.land from a background
+ * thread during runs longer than a moment; a launcher should set it too).
+ */
+const DENO_ENV = { DENO_NO_UPDATE_CHECK: "1" };
 const dec = new TextDecoder();
 
 const { values: opt } = parseArgs({
@@ -395,6 +400,7 @@ async function runOne(
     maxOutputBytes: limit,
     timeoutSeconds,
     cpus,
+    env: tool === "vmsift" ? DENO_ENV : undefined,
   });
   const s: Sample = {
     ...base,
