@@ -2,9 +2,29 @@
  * vmsift library API: read a kdump vmcore, model the crashed kernel's memory, classify pages like
  * makedumpfile, and write, read and verify kdump-compressed dumps.
  *
- * The flow (data goes one way): {@link ElfCore} (the vmcore) → {@link VmcoreInfo} → {@link buildMemoryModel}
+ * A whole dump is three calls (the dump layer, dump/): {@link openInput} (an ELF vmcore, or a
+ * kdump-compressed or flattened file to re-filter) → {@link planDump} (dump level, codec, output form,
+ * bitmaps, limits) → {@link runDump} (writes the file, returns a {@link DumpReport}); {@link dumpVmcore}
+ * does the three at once. {@link verifyDump} re-reads every page of the result and compares it with the
+ * vmcore.
+ *
+ * @example Dump a vmcore at dump level 31, zlib-compressed, and verify the file
+ * ```ts
+ * import { dumpVmcore, formatReport, verifyDump } from "@vmsift/vmsift";
+ *
+ * const [vmcore, out] = Deno.args; // e.g. /proc/vmcore /var/crash/dump.kdump
+ * if (vmcore !== undefined && out !== undefined) {
+ *   const report = await dumpVmcore(vmcore, { dumpLevel: 31, codec: "zlib", output: out });
+ *   console.log(formatReport(report.stats));
+ *   const check = verifyDump(out, vmcore);
+ *   if (!check.ok) throw new Error(check.problems.join("\n"));
+ * }
+ * ```
+ *
+ * Underneath, data goes one way: {@link ElfCore} (the vmcore) → {@link VmcoreInfo} → {@link buildMemoryModel}
  * (page tables, sparsemem, page-type scheme) → {@link excludeUnnecessaryPages} (bitmaps) → {@link writeKdump}
- * → {@link KdumpFile} / {@link verifyDump}. {@link runDump} does all of it for one dump.
+ * → {@link KdumpFile}. {@link filterInput} runs the middle steps for one level and returns a complete
+ * {@link KdumpSource} (utsname, notes, phys_base filled in) for {@link writeKdump}.
  *
  * @module
  */
@@ -87,6 +107,14 @@ export {
 export { dumpVmcore, runDump, type RunOptions } from "./dump/run.ts";
 /** What a dump did. */
 export { type DumpReport, reportJson } from "./dump/report.ts";
+/** One dump level applied to an input: model, bitmaps, scan, and the writer's source. */
+export { type DumpBitmaps, type FilteredInput, filterInput, type FilterOptions } from "./dump/filter.ts";
+/** Output files: O_DIRECT or buffered, a counting sink for dry runs. */
+export { checkOutputsFree, NullSink, openOutputFile, type OutputFileOptions } from "./dump/outputs.ts";
+/** The crashed kernel's utsname, as the kdump header holds it. */
+export { readUtsname, UTSNAME_SIZE } from "./core/utsname.ts";
+/** The six utsname strings of a kdump header's utsname bytes. */
+export { utsnameFields } from "./formats/kdump/header.ts";
 /** SIGTERM/SIGINT finish a running dump as incomplete. */
 export { withStopSignals } from "./dump/signals.ts";
 /** Types that appear in the signatures above. */

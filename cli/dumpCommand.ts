@@ -17,7 +17,7 @@ import { type Messages, ML_PROGRESS } from "./messages.ts";
 import { Progress } from "./progress.ts";
 
 /** Default memory budget for the two bitmaps together (KiB): dump/plan.ts DEFAULT_BITMAP_BUDGET. */
-export const DEFAULT_BITMAP_BUDGET_KIB = 1024;
+const DEFAULT_BITMAP_BUDGET_KIB = 1024;
 
 /**
  * -F streams records in the order they are written, headers first: crash reads a flattened file only when

@@ -7,18 +7,18 @@ import { formatVtop } from "../core/pageTable.ts";
 import { DmesgError, extractDmesg } from "../core/printk.ts";
 import { describeDump, renderInfo } from "../formats/kdump/info.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
-import { openElfInput, pathExists } from "../dump/input.ts";
+import { openInput, pathExists } from "../dump/input.ts";
 import type { Messages } from "./messages.ts";
 import type { CliOptions } from "./options.ts";
 
-/** --dump-dmesg VMCORE LOGFILE: the kernel log in makedumpfile's format. */
+/** --dump-dmesg VMCORE LOGFILE: the kernel log in makedumpfile's format (VMCORE: any input format). */
 export function runDmesgCommand(vmcore: string, logfile: string, opts: CliOptions, msg: Messages): number {
   if (!opts.force && pathExists(logfile)) {
     throw new VmsiftError("LOGFILE already exists (use -f to overwrite)", { file: logfile });
   }
-  const input = openElfInput(vmcore, opts.vmcoreinfoFile);
+  const input = openInput(vmcore, { vmcoreinfoFile: opts.vmcoreinfoFile });
   try {
-    const model = buildMemoryModel(input.core, input.info);
+    const model = buildMemoryModel(input.mem, input.info);
     let bytes: Uint8Array;
     let failure: DmesgError | undefined;
     try {
@@ -43,11 +43,11 @@ export function runDmesgCommand(vmcore: string, logfile: string, opts: CliOption
   }
 }
 
-/** --vtop VADDR VMCORE: print the page-table walk. */
+/** --vtop VADDR VMCORE: print the page-table walk (VMCORE: any input format). */
 export function runVtopCommand(vmcore: string, vaddr: bigint, opts: CliOptions, msg: Messages): number {
-  const input = openElfInput(vmcore, opts.vmcoreinfoFile);
+  const input = openInput(vmcore, { vmcoreinfoFile: opts.vmcoreinfoFile });
   try {
-    const model = buildMemoryModel(input.core, input.info);
+    const model = buildMemoryModel(input.mem, input.info);
     const res = model.vm.walk(vaddr);
     msg.common(formatVtop(res).trimEnd());
     if (res.paddr === undefined) {

@@ -24,7 +24,7 @@ export interface TypeMatcher {
 }
 
 /** A matcher that never matches (the type does not exist in this kernel). */
-export const NEVER: TypeMatcher = Object.freeze({ mask: 0, value: 1 });
+const NEVER: TypeMatcher = Object.freeze({ mask: 0, value: 1 });
 
 /** How a kernel encodes page types in struct page (page_type magic, cleared bits, top byte, or none). */
 export type PageTypeSchemeName = "magic" | "bitclear" | "topbyte" | "none";

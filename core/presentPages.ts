@@ -1,13 +1,6 @@
 import type { PfnBitmap } from "./bitmap.ts";
 import type { PhysSegment } from "./physMem.ts";
 
-/** Highest pfn + 1 covered by any segment (the last partial page counts), before any mem_map lowering. */
-export function segmentsMaxPfn(segments: readonly PhysSegment[], pageSize: number): number {
-  let max = 0;
-  for (const s of segments) max = Math.max(max, Math.ceil((s.paddr + s.memSize) / pageSize));
-  return max;
-}
-
 /**
  * Set the 1st bitmap: a pfn below maxMapnr is present when any byte of its page is inside a PT_LOAD
  * (makedumpfile counts the last partial page of a segment). Returns the number of present pages.

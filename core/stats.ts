@@ -3,41 +3,25 @@
  * makedumpfile prints at message level 16 (same shape and spacing), and JSON for --stats-json.
  */
 
-/** Counts per class. All are page counts (numbers). */
-export interface PageStats {
+/** Counts per class (page counts): the scan's classes plus the zero pages and the totals. */
+export interface PageStats extends ClassCounts {
   /** Pages inside PT_LOADs below max_mapnr (Total - Memory Hole). */
   original: number;
   /** Zero pages excluded (-d bit 0). */
   zero: number;
-  /** Non-private cache pages excluded (-d bit 1). */
-  cache: number;
-  /** Private cache pages excluded (-d bit 2). */
-  cachePrivate: number;
-  /** User process pages excluded (-d bit 3). */
-  user: number;
-  /** Free pages excluded (-d bit 4). */
-  free: number;
-  /** Hardware-poisoned pages excluded. */
-  hwpoison: number;
-  /** Offline pages excluded. */
-  offline: number;
   /** PFNs below max_mapnr not backed by any PT_LOAD. */
   memoryHole: number;
   /** max_mapnr. */
   total: number;
-  /** Pages kept although their struct page said "exclude", because they are in the kernel image. */
-  keptKernelImage: number;
-  /** Pages kept because their struct page could not be read or translated. */
-  keptUnreadable: number;
 }
 
 /** Pages excluded in all. */
-export function excludedPages(s: PageStats): number {
+function excludedPages(s: PageStats): number {
   return s.zero + s.cache + s.cachePrivate + s.user + s.free + s.hwpoison + s.offline;
 }
 
 /** Pages that remain in the dump. */
-export function remainingPages(s: PageStats): number {
+function remainingPages(s: PageStats): number {
   return s.original - excludedPages(s);
 }
 
@@ -112,21 +96,21 @@ export function statsJson(s: PageStats, extra: StatsJsonExtra = {}): Record<stri
 
 /** The per-class counts a scan produces (core/scan.ts ExclusionCounts has these and more). */
 export interface ClassCounts {
-  /** Non-private cache pages excluded. */
+  /** Non-private cache pages excluded (-d bit 1). */
   cache: number;
-  /** Private cache pages excluded. */
+  /** Private cache pages excluded (-d bit 2). */
   cachePrivate: number;
-  /** User process pages excluded. */
+  /** User process pages excluded (-d bit 3). */
   user: number;
-  /** Free pages excluded. */
+  /** Free pages excluded (-d bit 4). */
   free: number;
   /** Hardware-poisoned pages excluded. */
   hwpoison: number;
   /** Offline pages excluded. */
   offline: number;
-  /** Pages kept because they are in the kernel image. */
+  /** Pages kept although their struct page said "exclude", because they are in the kernel image. */
   keptKernelImage: number;
-  /** Pages kept because their struct page could not be read. */
+  /** Pages kept because their struct page could not be read or translated. */
   keptUnreadable: number;
 }
 

@@ -1,3 +1,7 @@
+/**
+ * The crashed kernel's utsname (struct new_utsname of init_uts_ns), which the kdump header carries and
+ * crash checks (`machine` must name the architecture).
+ */
 import { VmsiftError } from "./errors.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";

@@ -28,14 +28,19 @@ export interface FilterOptions {
 
 /** Bitmap 1 and bitmap 2 of a dump, at least max_mapnr bits each, all clear. */
 export interface DumpBitmaps {
+  /** Pages present in the input. */
   bitmap1: PfnBitmap;
+  /** Pages to write. */
   bitmap2: PfnBitmap;
 }
 
 /** An input filtered at one dump level, ready for the writers. */
 export interface FilteredInput {
+  /** Everything the writers need (bitmaps, notes, utsname, phys_base, level). */
   source: KdumpSource;
+  /** The memory model built over the input. */
   model: MemoryModel;
+  /** What the struct-page scan excluded. */
   scan: ScanResult;
   /** -e: what the vmemmap pass did (undefined without -e). */
   vmemmap?: VmemmapExcludeResult;
@@ -55,6 +60,25 @@ export function effectiveLevel(input: DumpInput, requested: number): number {
 /**
  * Build the memory model over the input, fill the bitmaps `makeBitmaps(maxMapnr)` returns (the caller closes
  * them) and run the scan (and -e).
+ *
+ * @example The low-level path: filter in memory, write with your own sink
+ * ```ts
+ * import { filterInput, MemBitmap, NullSink, openInput, writeKdump } from "@vmsift/vmsift";
+ *
+ * const path = Deno.args[0];
+ * if (path !== undefined) {
+ *   const input = openInput(path);
+ *   try {
+ *     const inMemory = (n: number) => ({ bitmap1: new MemBitmap(n), bitmap2: new MemBitmap(n) });
+ *     const f = filterInput(input, { dumpLevel: 31 }, inMemory);
+ *     const sink = new NullSink();
+ *     const r = writeKdump(f.source, { codec: null, sink, extraStatus: f.extraStatus });
+ *     console.log(`${r.dumpablePages} pages, ${sink.bytes} bytes`);
+ *   } finally {
+ *     input.close();
+ *   }
+ * }
+ * ```
  */
 export function filterInput(
   input: DumpInput,

@@ -13,7 +13,7 @@ import { type KdumpInput, openKdumpInput } from "../formats/kdump/inputKdump.ts"
 import { PositionalFile } from "../io/positionalFile.ts";
 
 /** Exit status of makedumpfile when the VMCOREINFO file's release does not match the dump. */
-export const EXIT_WRONG_RELEASE = 2;
+const EXIT_WRONG_RELEASE = 2;
 
 /** The formats a dump can be made from. */
 export type InputFormat = "elf" | "kdump" | "flattened";
@@ -86,20 +86,18 @@ export const INPUT_FORMATS: readonly InputFormatOps[] = [
  * Open the input of a dump, whatever its format (the probe table {@link INPUT_FORMATS}; a file no entry
  * recognises is opened as ELF, whose reader says what is wrong with it). Throws VmsiftError.
  *
- * @example Open a vmcore and look at its kernel
+ * @example Open a vmcore and print its kernel release
  * ```ts
  * import { openInput } from "@vmsift/vmsift";
  *
- * const path = Deno.args[0] ?? "/proc/vmcore";
- * try {
+ * const path = Deno.args[0]; // e.g. /proc/vmcore, or a kdump-compressed file
+ * if (path !== undefined) {
  *   const input = openInput(path);
  *   try {
  *     console.log(input.format, input.info.osrelease);
  *   } finally {
  *     input.close();
  *   }
- * } catch (e) {
- *   console.error((e as Error).message); // one line naming the file
  * }
  * ```
  */
@@ -201,7 +199,7 @@ export function openElfInput(
  * Open a kdump-compressed or flattened file to re-filter, with its VMCOREINFO (offset_vmcoreinfo or the
  * VMCOREINFO note), or `-i FILE` checked against it.
  */
-export function openKdumpFileInput(
+function openKdumpFileInput(
   path: string,
   opts: Pick<OpenInputOptions, "vmcoreinfoFile"> = {},
 ): KdumpDumpInput {

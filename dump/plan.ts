@@ -88,9 +88,25 @@ export interface DumpPlan {
  * Check `opts` against the input and make the codec. Throws VmsiftError (e.g. -E of a kdump input, an
  * unknown codec or engine).
  *
- * @example Plan a compressed dump of every kernel page
- * ```ts ignore
- * const plan = await planDump(input, { dumpLevel: 31, codec: "zstd" });
+ * @example Plan a zstd-compressed dump that excludes every page class, retried at level 31 if it does not fit
+ * ```ts
+ * import { openInput, planDump } from "@vmsift/vmsift";
+ *
+ * const path = Deno.args[0];
+ * if (path !== undefined) {
+ *   const input = openInput(path);
+ *   try {
+ *     const plan = await planDump(input, {
+ *       dumpLevel: 1,
+ *       fallbackLevels: [31],
+ *       codec: "zstd",
+ *       sizeLimit: 512 << 20,
+ *     });
+ *     console.log(plan.levels, plan.codec?.name);
+ *   } finally {
+ *     input.close();
+ *   }
+ * }
  * ```
  */
 export async function planDump(input: DumpInput, opts: DumpOptions): Promise<DumpPlan> {

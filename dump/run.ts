@@ -140,8 +140,9 @@ async function runLevel(
   const input = plan.input;
   const written = effectiveLevel(input, level);
   if (input.format !== "elf" && written !== level) {
+    const was = input.kdump.dumpLevel;
     opts.notice?.(
-      `dump_level is changed to ${written}, because ${input.path} was created by dump_level(${input.kdump.dumpLevel}).`,
+      `dump_level is changed to ${written}, because ${input.path} was created by dump_level(${was}).`,
     );
   }
   let closeBitmaps = () => {};
@@ -276,6 +277,17 @@ async function writeElf(
 /**
  * Open `vmcore` (any input format), plan and run one dump, close the input: {@link openInput},
  * {@link planDump} and {@link runDump} in one call.
+ *
+ * @example Re-filter a dump made at level 1 to level 31 with snappy
+ * ```ts
+ * import { dumpVmcore } from "@vmsift/vmsift";
+ *
+ * const [dump, out] = Deno.args;
+ * if (dump !== undefined && out !== undefined) {
+ *   const report = await dumpVmcore(dump, { dumpLevel: 31, codec: "snappy", output: out });
+ *   console.log(`written at level ${report.dumpLevel}: ${report.write.fileSize} bytes`);
+ * }
+ * ```
  */
 export async function dumpVmcore(
   vmcore: string,

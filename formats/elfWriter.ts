@@ -37,7 +37,7 @@ import { asOutputFull, OutputFullError } from "../io/outputFull.ts";
 import type { Sink } from "../io/sink.ts";
 
 /** Contiguous excluded pages that split a PT_LOAD (makedumpfile.h PFN_EXCLUDED). */
-export const PFN_EXCLUDED = 256;
+const PFN_EXCLUDED = 256;
 /** e_phnum value meaning "see section header 0". */
 export const PN_XNUM = 0xffff;
 const PT_LOAD = 1;
@@ -305,7 +305,7 @@ export function planElfDump(src: ElfDumpSource): ElfLayout {
 }
 
 /** ELF header, program headers, optional section header 0 and the notes: the first `loadOffset` bytes. */
-export function encodeElfHead(src: ElfDumpSource, layout: ElfLayout): Uint8Array {
+function encodeElfHead(src: ElfDumpSource, layout: ElfLayout): Uint8Array {
   const out = new Uint8Array(layout.loadOffset);
   const dv = new DataView(out.buffer);
   if (src.elfHeader) {

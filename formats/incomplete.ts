@@ -3,8 +3,8 @@
  * user interrupted the dump (SIGTERM/SIGINT), or pages of the vmcore cannot be read. The writers share:
  *
  * - `OutputFullError` (io/outputFull.ts) / {@link DumpInterrupted}: why writing stopped. An OutputFullError
- *   is retried by dump/run.ts at the next `-d` fallback level; with no level left (or on an interrupt) the writer finishes
- *   the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
+ *   is retried by dump/run.ts at the next `-d` fallback level; with no level left (or on an interrupt) the
+ *   writer finishes the file as INCOMPLETE instead: every descriptor on disk points at written data, header status 0x8 (or
  *   ELF e_flags bit 0), and reports {@link IncompleteInfo}.
  * - {@link WriteControl}: the size limit, whether to keep an incomplete file, and the interrupt flag polled
  *   between runs of pages ({@link driveAsync} lets the event loop turn, so signal listeners run).

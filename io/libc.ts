@@ -11,7 +11,6 @@ import { type ErrorPlace, VmsiftError } from "../core/errors.ts";
 
 /** open(2) flags, x86_64 values. */
 export const O_RDONLY = 0;
-export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
@@ -102,7 +101,7 @@ export function sysOpen(path: string, flags: number, mode = 0o600): number {
 }
 
 /** One pread(2) call (retried on EINTR): bytes read (0 at end of file) or -errno. */
-export function sysPread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+function sysPread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
   const l = L();
   for (;;) {
     const n = Number(l.pread(fd, buf, BigInt(buf.length), BigInt(offset)));
@@ -113,7 +112,7 @@ export function sysPread(fd: number, buf: Uint8Array<ArrayBuffer>, offset: numbe
 }
 
 /** One pwrite(2) call (retried on EINTR): bytes written or -errno. */
-export function sysPwrite(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
+function sysPwrite(fd: number, buf: Uint8Array<ArrayBuffer>, offset: number): number {
   const l = L();
   for (;;) {
     const n = Number(l.pwrite(fd, buf, BigInt(buf.length), BigInt(offset)));

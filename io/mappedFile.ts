@@ -27,7 +27,7 @@ import {
  * Default window: 1 MiB (makedumpfile maps 4 MiB): mapped pages count in RSS, and a smaller window costs only
  * more mmap calls (a few per MiB of input, measured no slower).
  */
-export const DEFAULT_WINDOW = 1 << 20;
+const DEFAULT_WINDOW = 1 << 20;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
 const PAGE = 4096;

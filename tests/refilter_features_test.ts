@@ -1,7 +1,8 @@
 /**
  * Re-filtering goes through the same dump path as an ELF vmcore (dump/): -L, fallback levels,
  * --num-threads, interruption and the OSRELEASE check of -i work on a kdump input, and give the same file as
- * the same options on the ELF vmcore (the synthetic sample: 256 MiB, made in a temporary directory).
+ * the same options on the ELF vmcore (the synthetic sample: 256 MiB, made in a temporary directory); and
+ * --dump-dmesg / --vtop read a kdump input like the ELF vmcore.
  */
 import assert from "node:assert/strict";
 import { writeSample } from "../fixtures/sample.ts";
@@ -103,7 +104,7 @@ test("re-filter: an interrupt finishes an incomplete file (flag set), as for an 
   }
 });
 
-test("re-filter: -i FILE must carry the dump's OSRELEASE (exit 2 otherwise), and is used when it does", async () => {
+test("re-filter: -i FILE must carry the dump's OSRELEASE (exit 2 otherwise), used when it does", async () => {
   const { dir, d1 } = await sampleAndD1();
   const k = KdumpFile.open(d1);
   const text = k.vmcoreinfo!;
@@ -120,4 +121,28 @@ test("re-filter: -i FILE must carry the dump's OSRELEASE (exit 2 otherwise), and
   const g = await runVmsift(["-c", "-d", "31", "-i", good, d1, withI]);
   assert.equal(g.code, 0, g.stderr);
   assert.equal(await sha(withI), await sha(plain));
+});
+
+test("--dump-dmesg and --vtop read a kdump input as they read the ELF vmcore", async () => {
+  const { dir, vmcore, d1 } = await sampleAndD1();
+  const d31 = `${dir}/d31.kdump`;
+  assert.equal((await runVmsift(["-c", "-d", "31", vmcore, d31])).code, 0);
+  const want = `${dir}/elf.log`;
+  assert.equal((await runVmsift(["--dump-dmesg", vmcore, want])).code, 0);
+  const manifest = JSON.parse(Deno.readTextFileSync(`${vmcore}.manifest.json`));
+  assert.equal(Deno.readTextFileSync(want), manifest.dmesg);
+  for (const input of [d1, d31]) {
+    const log = `${input}.log`;
+    const r = await runVmsift(["--dump-dmesg", input, log]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(Deno.readTextFileSync(log), manifest.dmesg, input);
+  }
+  const k = KdumpFile.open(d31);
+  const sym = /^SYMBOL\(init_uts_ns\)=([0-9a-f]+)$/m.exec(k.vmcoreinfo!)![1];
+  k.close();
+  const a = await runVmsift(["--vtop", sym, vmcore]);
+  const b = await runVmsift(["--vtop", sym, d31]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(b.stdout + b.stderr, a.stdout + a.stderr);
 });

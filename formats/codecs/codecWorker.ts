@@ -140,7 +140,7 @@ export function compressBatch(
 }
 
 /** Compress a few hundred synthetic pages (text-like, sparse, random) so that V8 optimizes the codec. */
-export function warmUp(codec: PageCodec, pages = 256): void {
+function warmUp(codec: PageCodec, pages = 256): void {
   const ps = 4096;
   const buf = new Uint8Array(ps);
   let x = 0x9e3779b9;

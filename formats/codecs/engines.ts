@@ -25,7 +25,7 @@ export type EngineName = "libdeflate" | "libz" | "node" | "liblzo2" | "libsnappy
 export type EngineChoice = "auto" | "native" | EngineName;
 
 /** Every engine name, for messages and validation. */
-export const ENGINE_NAMES: readonly EngineName[] = [
+const ENGINE_NAMES: readonly EngineName[] = [
   "libdeflate",
   "libz",
   "node",
@@ -36,7 +36,7 @@ export const ENGINE_NAMES: readonly EngineName[] = [
 ];
 
 /** Every accepted choice (engine names plus "auto" and "native"). */
-export const ENGINE_CHOICES: readonly EngineChoice[] = ["auto", "native", ...ENGINE_NAMES];
+const ENGINE_CHOICES: readonly EngineChoice[] = ["auto", "native", ...ENGINE_NAMES];
 
 /** The engines of each codec, in the order "auto" tries them. */
 export const CODEC_ENGINES: Readonly<Record<CodecName, readonly EngineName[]>> = {
@@ -47,7 +47,7 @@ export const CODEC_ENGINES: Readonly<Record<CodecName, readonly EngineName[]>> =
 };
 
 /** Engines that go through Deno FFI to a system library (need --allow-ffi). */
-export function isFfiEngine(e: EngineName): boolean {
+function isFfiEngine(e: EngineName): boolean {
   return e !== "node" && e !== "builtin";
 }
 

@@ -83,3 +83,68 @@ export class SizeCell {
   readonly word: BigUint64Array<ArrayBuffer> = new BigUint64Array(1);
   readonly bytes: Uint8Array<ArrayBuffer> = new Uint8Array(this.word.buffer);
 }
+
+/** A page codec's library: symbols, version text ("" when it has none), the name that loaded; or why not. */
+export type CodecLibrary<S extends Deno.ForeignLibraryInterface> =
+  | { ok: true; lib: Deno.DynamicLibrary<S>["symbols"]; version: string; name: string }
+  | { ok: false; reason: string };
+
+/**
+ * {@link loadLibrary} for a page codec, then `check(symbols)`: the library's version text, or why this copy
+ * cannot be used (too old, init failed; the reason is prefixed with the library's name).
+ */
+export function loadCodecLibrary<S extends Deno.ForeignLibraryInterface>(
+  key: string,
+  names: readonly string[],
+  symbols: S,
+  check?: (lib: Deno.DynamicLibrary<S>["symbols"]) => { version: string } | { reason: string },
+): CodecLibrary<S> {
+  const r = loadLibrary(key, names, symbols);
+  if (!r.ok) return r;
+  const c = check?.(r.lib.symbols) ?? { version: "" };
+  if ("reason" in c) return { ok: false, reason: `${r.name}: ${c.reason}` };
+  return { ok: true, lib: r.lib.symbols, version: c.version, name: r.name };
+}
+
+/** The loaded library of a codec being constructed, or an Error saying why `label` cannot be used. */
+export function requireLibrary<L>(
+  label: string,
+  l: { ok: true; lib: L; version: string } | { ok: false; reason: string },
+): { lib: L; version: string } {
+  if (!l.ok) throw new Error(`${label} is not available: ${l.reason}`);
+  return l;
+}
+
+/** Native contexts of collected codecs: each entry frees its own. */
+const collected = new FinalizationRegistry<() => void>((free) => free());
+
+/**
+ * Run `free` once `owner` (a codec) has been garbage-collected, to release its native contexts. `free` must
+ * not reference `owner`, or it would never be collected.
+ */
+export function freeWhenCollected(owner: object, free: () => void): void {
+  collected.register(owner, free);
+}
+
+/** Two native contexts from `alloc` (null: failed), or an Error naming `what` after freeing the one made. */
+export function allocPair<A extends Deno.PointerValue, B extends Deno.PointerValue>(
+  what: string,
+  allocA: () => A,
+  allocB: () => B,
+  freeA: (a: NonNullable<A>) => void,
+  freeB: (b: NonNullable<B>) => void,
+): [NonNullable<A>, NonNullable<B>] {
+  const a = allocA(), b = allocB();
+  if (a === null || b === null) {
+    if (a !== null) freeA(a!);
+    if (b !== null) freeB(b!);
+    throw new Error(`${what} failed`);
+  }
+  return [a!, b!];
+}
+
+/** Options every native codec takes. */
+export interface NativeLibraryOptions {
+  /** Library names to try instead of the codec's defaults (tests inject a bad one). */
+  libraryNames?: readonly string[];
+}

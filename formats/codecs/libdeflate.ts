@@ -22,7 +22,15 @@
  * bit 1). No deflate encoder writes those, and a page is still accepted only with the right adler32.
  */
 import { FLAG_ZLIB, type PageCodec } from "./codec.ts";
-import { ffiInput, loadLibrary } from "./ffiLib.ts";
+import {
+  allocPair,
+  type CodecLibrary,
+  ffiInput,
+  freeWhenCollected,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  requireLibrary,
+} from "./ffiLib.ts";
 
 /** Library names tried in order (Debian/Ubuntu libdeflate0, Fedora libdeflate). */
 export const LIBDEFLATE_NAMES: readonly string[] = ["libdeflate.so.0", "libdeflate.so"];
@@ -46,7 +54,7 @@ const SYMBOLS = {
 type DeflateLib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** makedumpfile's zlib level (Z_BEST_SPEED); libdeflate's level 1 is its fastest. */
-export const LIBDEFLATE_LEVEL = 1;
+const LIBDEFLATE_LEVEL = 1;
 
 /** LIBDEFLATE_SUCCESS of enum libdeflate_result. */
 const LIBDEFLATE_SUCCESS = 0;
@@ -57,27 +65,20 @@ export function zlibCompressBound(n: number): number {
 }
 
 /** Loads libdeflate; returns the symbols, or the reason it cannot be used. */
-export function loadLibdeflate(
-  names: readonly string[] = LIBDEFLATE_NAMES,
-): { ok: true; lib: DeflateLib; name: string } | { ok: false; reason: string } {
-  const r = loadLibrary("libdeflate", names, SYMBOLS);
-  if (!r.ok) return r;
-  return { ok: true, lib: r.lib.symbols, name: r.name };
+export function loadLibdeflate(names: readonly string[] = LIBDEFLATE_NAMES): CodecLibrary<typeof SYMBOLS> {
+  return loadCodecLibrary("libdeflate", names, SYMBOLS);
 }
 
-/** Frees the compressor and decompressor of collected codecs. */
-const finalizer = new FinalizationRegistry<{ lib: DeflateLib; c: Deno.PointerObject; d: Deno.PointerObject }>(
-  (h) => {
-    h.lib.libdeflate_free_compressor(h.c);
-    h.lib.libdeflate_free_decompressor(h.d);
-  },
-);
+/** Frees the compressor and decompressor (built outside the class: it holds no reference to the codec). */
+function freeContexts(lib: DeflateLib, c: Deno.PointerObject, d: Deno.PointerObject): () => void {
+  return () => {
+    lib.libdeflate_free_compressor(c);
+    lib.libdeflate_free_decompressor(d);
+  };
+}
 
 /** Options of LibdeflateCodec. */
-export interface LibdeflateOptions {
-  /** Library names to try (tests inject a bad one). Default LIBDEFLATE_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type LibdeflateOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over libdeflate. Not re-entrant (one instance per worker / reader). The constructor throws an
@@ -102,19 +103,18 @@ export class LibdeflateCodec implements PageCodec {
   #page = new Uint8Array(new ArrayBuffer(0));
 
   constructor(pageSize = 4096, opts: LibdeflateOptions = {}) {
-    const l = loadLibdeflate(opts.libraryNames);
-    if (!l.ok) throw new Error(`libdeflate is not available: ${l.reason}`);
-    this.#lib = l.lib;
-    const c = this.#lib.libdeflate_alloc_compressor(LIBDEFLATE_LEVEL);
-    const d = this.#lib.libdeflate_alloc_decompressor();
-    if (c === null || d === null) {
-      if (c !== null) this.#lib.libdeflate_free_compressor(c);
-      if (d !== null) this.#lib.libdeflate_free_decompressor(d);
-      throw new Error("libdeflate_alloc_compressor/libdeflate_alloc_decompressor failed");
-    }
+    const lib = requireLibrary("libdeflate", loadLibdeflate(opts.libraryNames)).lib;
+    this.#lib = lib;
+    const [c, d] = allocPair(
+      "libdeflate_alloc_compressor/libdeflate_alloc_decompressor",
+      () => lib.libdeflate_alloc_compressor(LIBDEFLATE_LEVEL),
+      () => lib.libdeflate_alloc_decompressor(),
+      (c) => lib.libdeflate_free_compressor(c),
+      (d) => lib.libdeflate_free_decompressor(d),
+    );
     this.#c = c;
     this.#d = d;
-    finalizer.register(this, { lib: this.#lib, c, d });
+    freeWhenCollected(this, freeContexts(lib, c, d));
     this.#setPageSize(pageSize);
   }
 

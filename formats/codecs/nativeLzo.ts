@@ -13,7 +13,15 @@
  * LZO1X_1_MEM_COMPRESS = 16384 * lzo_sizeof_dict_t = 131072 bytes.
  */
 import { FLAG_LZO, type PageCodec } from "./codec.ts";
-import { cString, ffiInput, loadLibrary, SizeCell } from "./ffiLib.ts";
+import {
+  type CodecLibrary,
+  cString,
+  ffiInput,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  requireLibrary,
+  SizeCell,
+} from "./ffiLib.ts";
 import { lzoCompressBound } from "./lzo.ts";
 
 /** Library names tried in order. */
@@ -39,25 +47,19 @@ export const LZO1X_1_MEM_COMPRESS = 16384 * 8;
 const LZO_INIT_SIZES = [2, 4, 8, 4, 8, 8, 8, 8, 48] as const;
 
 /** Loads liblzo2 and runs lzo_init(); returns the symbols and version, or the reason it cannot be used. */
-export function loadLiblzo2(
-  names: readonly string[] = LIBLZO2_NAMES,
-): { ok: true; lib: LzoLib; version: string; name: string } | { ok: false; reason: string } {
-  const r = loadLibrary("lzo", names, SYMBOLS);
-  if (!r.ok) return r;
-  const s = r.lib.symbols;
-  const v = s.lzo_version();
-  // LZO1X-1's format and lzo_init's argument list are those of the 2.x series
-  if (v < 0x2000) return { ok: false, reason: `${r.name}: liblzo2 0x${v.toString(16)} is too old` };
-  const rc = s.__lzo_init_v2(v, ...LZO_INIT_SIZES);
-  if (rc !== LZO_E_OK) return { ok: false, reason: `${r.name}: lzo_init() failed (${rc})` };
-  return { ok: true, lib: s, version: cString(s.lzo_version_string(), 32), name: r.name };
+export function loadLiblzo2(names: readonly string[] = LIBLZO2_NAMES): CodecLibrary<typeof SYMBOLS> {
+  return loadCodecLibrary("lzo", names, SYMBOLS, (s) => {
+    const v = s.lzo_version();
+    // LZO1X-1's format and lzo_init's argument list are those of the 2.x series
+    if (v < 0x2000) return { reason: `liblzo2 0x${v.toString(16)} is too old` };
+    const rc = s.__lzo_init_v2(v, ...LZO_INIT_SIZES);
+    if (rc !== LZO_E_OK) return { reason: `lzo_init() failed (${rc})` };
+    return { version: cString(s.lzo_version_string(), 32) };
+  });
 }
 
 /** Options of NativeLzoCodec. */
-export interface NativeLzoOptions {
-  /** Library names to try (tests inject a bad one). Default LIBLZO2_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type NativeLzoOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over liblzo2. Not re-entrant (one instance per worker / reader: it owns its work memory). The
@@ -79,10 +81,9 @@ export class NativeLzoCodec implements PageCodec {
   #out = new Uint8Array(new ArrayBuffer(0));
 
   constructor(pageSize = 4096, opts: NativeLzoOptions = {}) {
-    const l = loadLiblzo2(opts.libraryNames);
-    if (!l.ok) throw new Error(`liblzo2 is not available: ${l.reason}`);
-    this.#lib = l.lib;
-    this.impl = `liblzo2 ${l.version} (FFI)`;
+    const { lib, version } = requireLibrary("liblzo2", loadLiblzo2(opts.libraryNames));
+    this.#lib = lib;
+    this.impl = `liblzo2 ${version} (FFI)`;
     this.#setPageSize(pageSize);
   }
 

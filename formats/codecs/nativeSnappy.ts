@@ -9,7 +9,14 @@
  * the two engines give different -p files; both decode each other's pages, and they accept the same streams.
  */
 import { FLAG_SNAPPY, type PageCodec } from "./codec.ts";
-import { ffiInput, loadLibrary, SizeCell } from "./ffiLib.ts";
+import {
+  type CodecLibrary,
+  ffiInput,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  requireLibrary,
+  SizeCell,
+} from "./ffiLib.ts";
 
 /** Library names tried in order. */
 export const LIBSNAPPY_NAMES: readonly string[] = ["libsnappy.so.1", "libsnappy.so"];
@@ -27,19 +34,12 @@ type SnappyLib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 const SNAPPY_OK = 0;
 
 /** Loads libsnappy; returns the symbols, or the reason it cannot be used. */
-export function loadLibsnappy(
-  names: readonly string[] = LIBSNAPPY_NAMES,
-): { ok: true; lib: SnappyLib; name: string } | { ok: false; reason: string } {
-  const r = loadLibrary("snappy", names, SYMBOLS);
-  if (!r.ok) return r;
-  return { ok: true, lib: r.lib.symbols, name: r.name };
+export function loadLibsnappy(names: readonly string[] = LIBSNAPPY_NAMES): CodecLibrary<typeof SYMBOLS> {
+  return loadCodecLibrary("snappy", names, SYMBOLS);
 }
 
 /** Options of NativeSnappyCodec. */
-export interface NativeSnappyOptions {
-  /** Library names to try (tests inject a bad one). Default LIBSNAPPY_NAMES. */
-  libraryNames?: readonly string[];
-}
+export type NativeSnappyOptions = NativeLibraryOptions;
 
 /**
  * PageCodec over libsnappy. Not re-entrant (one instance per worker / reader). The constructor throws an
@@ -61,9 +61,7 @@ export class NativeSnappyCodec implements PageCodec {
   #out = new Uint8Array(new ArrayBuffer(0));
 
   constructor(pageSize = 4096, opts: NativeSnappyOptions = {}) {
-    const l = loadLibsnappy(opts.libraryNames);
-    if (!l.ok) throw new Error(`libsnappy is not available: ${l.reason}`);
-    this.#lib = l.lib;
+    this.#lib = requireLibrary("libsnappy", loadLibsnappy(opts.libraryNames)).lib;
     this.#setPageSize(pageSize);
   }
 

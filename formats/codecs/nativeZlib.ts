@@ -12,7 +12,16 @@
  * this is the codec to use whenever libz can be loaded; see registry.ts for the fallback.
  */
 import { FLAG_ZLIB, type PageCodec } from "./codec.ts";
-import { cString, loadLibrary, pointerAt, SizeCell } from "./ffiLib.ts";
+import {
+  type CodecLibrary,
+  cString,
+  freeWhenCollected,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  pointerAt,
+  requireLibrary,
+  SizeCell,
+} from "./ffiLib.ts";
 
 /** Library names tried in order (Debian/Ubuntu/Fedora: libz.so.1). */
 export const LIBZ_NAMES: readonly string[] = ["libz.so.1", "libz.so"];
@@ -38,7 +47,7 @@ const Z_OK = 0;
 const Z_STREAM_END = 1;
 const Z_FINISH = 4;
 /** makedumpfile's level: Z_BEST_SPEED. */
-export const ZLIB_LEVEL = 1;
+const ZLIB_LEVEL = 1;
 
 /** struct z_stream_s on LP64 (x86_64, aarch64): field offsets and size. */
 const ZS_NEXT_IN = 0;
@@ -49,32 +58,32 @@ const ZS_MSG = 48;
 const Z_STREAM_SIZE = 112;
 
 /** Loads libz; returns the symbols and version, or the reason it cannot be used. */
-export function loadLibz(
-  names: readonly string[] = LIBZ_NAMES,
-): { ok: true; lib: ZlibLib; version: string; name: string } | { ok: false; reason: string } {
-  const r = loadLibrary("zlib", names, SYMBOLS);
-  if (!r.ok) return r;
-  const version = cString(r.lib.symbols.zlibVersion());
-  if (!version.startsWith("1.")) {
-    return { ok: false, reason: `${r.name}: unsupported zlib version ${version}` };
-  }
-  return { ok: true, lib: r.lib.symbols, version, name: r.name };
+export function loadLibz(names: readonly string[] = LIBZ_NAMES): CodecLibrary<typeof SYMBOLS> {
+  return loadCodecLibrary("zlib", names, SYMBOLS, (lib) => {
+    const version = cString(lib.zlibVersion());
+    return version.startsWith("1.") ? { version } : { reason: `unsupported zlib version ${version}` };
+  });
 }
 
-/** Frees the z_streams of collected codecs (the stream memory is the held value, so it outlives the codec). */
-const finalizer = new FinalizationRegistry<
-  { lib: ZlibLib; def: Deno.PointerObject; inf: Deno.PointerObject }
->(
-  (h) => {
-    h.lib.deflateEnd(h.def);
-    h.lib.inflateEnd(h.inf);
-  },
-);
+/**
+ * Ends both z_streams of a collected codec. `streams` (the memory they live in) is held here, so it outlives
+ * the codec; the function is built outside the class so that it holds no reference to the codec.
+ */
+function endStreams(
+  lib: ZlibLib,
+  streams: Uint8Array,
+  def: Deno.PointerObject,
+  inf: Deno.PointerObject,
+): () => void {
+  return () => {
+    lib.deflateEnd(def);
+    lib.inflateEnd(inf);
+    void streams;
+  };
+}
 
 /** Options of NativeZlibCodec. */
-export interface NativeZlibOptions {
-  /** Library names to try (tests inject a bad one). Default LIBZ_NAMES. */
-  libraryNames?: readonly string[];
+export interface NativeZlibOptions extends NativeLibraryOptions {
   /** Compress with compress2() per page (makedumpfile's exact call) instead of a reused stream. */
   perPageCompress2?: boolean;
 }
@@ -107,8 +116,7 @@ export class NativeZlibCodec implements PageCodec {
   readonly #len = new SizeCell();
 
   constructor(pageSize = 4096, opts: NativeZlibOptions = {}) {
-    const l = loadLibz(opts.libraryNames);
-    if (!l.ok) throw new Error(`libz is not available: ${l.reason}`);
+    const l = requireLibrary("libz", loadLibz(opts.libraryNames));
     this.#lib = l.lib;
     this.impl = `libz ${l.version} (FFI)`;
     this.#perPage = !!opts.perPageCompress2;
@@ -122,7 +130,7 @@ export class NativeZlibCodec implements PageCodec {
       this.#lib.deflateEnd(this.#def);
       throw new Error(`inflateInit failed: ${rc}`);
     }
-    finalizer.register(this, { lib: this.#lib, def: this.#def, inf: this.#inf });
+    freeWhenCollected(this, endStreams(this.#lib, this.#streams, this.#def, this.#inf));
     this.#setPageSize(pageSize);
   }
 

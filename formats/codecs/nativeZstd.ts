@@ -8,7 +8,14 @@
  * (makedumpfile writes one frame per page), so both implementations accept the same inputs.
  */
 import { FLAG_ZSTD, type PageCodec } from "./codec.ts";
-import { loadLibrary } from "./ffiLib.ts";
+import {
+  allocPair,
+  type CodecLibrary,
+  freeWhenCollected,
+  loadCodecLibrary,
+  type NativeLibraryOptions,
+  requireLibrary,
+} from "./ffiLib.ts";
 import { ZSTD_LEVEL, zstdFrameLength } from "./zstd.ts";
 
 /** Library names tried in order. */
@@ -32,29 +39,25 @@ const SYMBOLS = {
 type ZstdLib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** Loads libzstd; returns the symbols and version, or the reason it cannot be used. */
-export function loadLibzstd(
-  names: readonly string[] = LIBZSTD_NAMES,
-): { ok: true; lib: ZstdLib; version: string; name: string } | { ok: false; reason: string } {
-  const r = loadLibrary("zstd", names, SYMBOLS);
-  if (!r.ok) return r;
-  const v = r.lib.symbols.ZSTD_versionNumber();
-  // ZSTD_compressCCtx / ZSTD_decompressDCtx are stable API since 1.0; frame format since 0.8
-  if (v < 10000) return { ok: false, reason: `${r.name}: libzstd ${v} is too old` };
-  const version = `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}`;
-  return { ok: true, lib: r.lib.symbols, version, name: r.name };
+export function loadLibzstd(names: readonly string[] = LIBZSTD_NAMES): CodecLibrary<typeof SYMBOLS> {
+  return loadCodecLibrary("zstd", names, SYMBOLS, (lib) => {
+    const v = lib.ZSTD_versionNumber();
+    // ZSTD_compressCCtx / ZSTD_decompressDCtx are stable API since 1.0; frame format since 0.8
+    if (v < 10000) return { reason: `libzstd ${v} is too old` };
+    return { version: `${Math.floor(v / 10000)}.${Math.floor(v / 100) % 100}.${v % 100}` };
+  });
 }
 
-const finalizer = new FinalizationRegistry<{ lib: ZstdLib; c: Deno.PointerObject; d: Deno.PointerObject }>(
-  (h) => {
-    h.lib.ZSTD_freeCCtx(h.c);
-    h.lib.ZSTD_freeDCtx(h.d);
-  },
-);
+/** Frees both contexts (built outside the class so that it holds no reference to the codec). */
+function freeContexts(lib: ZstdLib, c: Deno.PointerObject, d: Deno.PointerObject): () => void {
+  return () => {
+    lib.ZSTD_freeCCtx(c);
+    lib.ZSTD_freeDCtx(d);
+  };
+}
 
 /** Options of NativeZstdCodec. */
-export interface NativeZstdOptions {
-  /** Library names to try (tests inject a bad one). Default LIBZSTD_NAMES. */
-  libraryNames?: readonly string[];
+export interface NativeZstdOptions extends NativeLibraryOptions {
   /** Compression level (makedumpfile: 1). */
   level?: number;
 }
@@ -81,21 +84,20 @@ export class NativeZstdCodec implements PageCodec {
   #out = new Uint8Array(new ArrayBuffer(0));
 
   constructor(pageSize = 4096, opts: NativeZstdOptions = {}) {
-    const l = loadLibzstd(opts.libraryNames);
-    if (!l.ok) throw new Error(`libzstd is not available: ${l.reason}`);
-    this.#lib = l.lib;
-    this.impl = `libzstd ${l.version} (FFI)`;
+    const { lib, version } = requireLibrary("libzstd", loadLibzstd(opts.libraryNames));
+    this.#lib = lib;
+    this.impl = `libzstd ${version} (FFI)`;
     this.#level = opts.level ?? ZSTD_LEVEL;
-    const c = this.#lib.ZSTD_createCCtx();
-    const d = this.#lib.ZSTD_createDCtx();
-    if (c === null || d === null) {
-      if (c !== null) this.#lib.ZSTD_freeCCtx(c);
-      if (d !== null) this.#lib.ZSTD_freeDCtx(d);
-      throw new Error("ZSTD_createCCtx/ZSTD_createDCtx failed");
-    }
+    const [c, d] = allocPair(
+      "ZSTD_createCCtx/ZSTD_createDCtx",
+      () => lib.ZSTD_createCCtx(),
+      () => lib.ZSTD_createDCtx(),
+      (c) => lib.ZSTD_freeCCtx(c),
+      (d) => lib.ZSTD_freeDCtx(d),
+    );
     this.#cctx = c;
     this.#dctx = d;
-    finalizer.register(this, { lib: this.#lib, c, d });
+    freeWhenCollected(this, freeContexts(lib, c, d));
     this.#setPageSize(pageSize);
   }
 

@@ -29,15 +29,12 @@ export type { CodecName, EngineChoice, EngineName } from "./engines.ts";
 export const CODEC_NAMES: readonly CodecName[] = ["zlib", "lzo", "snappy", "zstd"];
 
 /** Descriptor flag / header status bit of each codec. */
-export const CODEC_FLAGS: Readonly<Record<CodecName, number>> = {
+const CODEC_FLAGS: Readonly<Record<CodecName, number>> = {
   zlib: FLAG_ZLIB,
   lzo: FLAG_LZO,
   snappy: FLAG_SNAPPY,
   zstd: FLAG_ZSTD,
 };
-
-/** Mask of all codec flag bits (0x1 | 0x2 | 0x4 | 0x20). */
-export const CODEC_FLAG_MASK = FLAG_ZLIB | FLAG_LZO | FLAG_SNAPPY | FLAG_ZSTD;
 
 /** The codec name for a single flag bit, or undefined (0, several bits, unknown bits). */
 export function codecNameForFlag(flag: number): CodecName | undefined {
@@ -97,11 +94,6 @@ const FACTORIES: Readonly<Record<CodecName, Partial<Record<EngineName, Factory>>
     node: (ps) => (nodeZlib(), new ZstdCodec(ps)),
   },
 };
-
-/** True when `name` has an engine through a system library (all codecs have one). */
-export function hasNativeCodec(name: CodecName): boolean {
-  return typeof enginesFor(name, "native") !== "string";
-}
 
 /**
  * Make a codec by name or by its flag (a descriptor's `flags` or one bit of the header `status`), for pages

@@ -218,7 +218,7 @@ export function snappyCompress(
  * Snappy decompression into `out`. Returns the uncompressed length when `src` is a valid snappy block whose
  * declared length fits `out`, else -1. Never reads or writes outside `src`/`out`.
  */
-export function snappyDecompress(src: Uint8Array, out: Uint8Array): number {
+function snappyDecompress(src: Uint8Array, out: Uint8Array): number {
   const ipEnd = src.length;
   let ip = 0;
   // varint32 preamble (at most 5 bytes, value < 2^32)

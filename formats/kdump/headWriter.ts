@@ -19,7 +19,7 @@ import { type KdumpLayout, kdumpLayout } from "./layout.ts";
 import type { KdumpSource, KdumpWriteOptions } from "./writer.ts";
 
 /** Compute the layout of the file writeKdump would produce for `src`. */
-export function layoutFor(src: KdumpSource): KdumpLayout {
+function layoutFor(src: KdumpSource): KdumpLayout {
   return kdumpLayout({
     maxMapnr: src.maxMapnr,
     noteSize: src.noteBytes.length,

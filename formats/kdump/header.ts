@@ -20,15 +20,12 @@ export const DISKDUMP_SIGNATURE = "DISKDUMP";
 /** header_version written by makedumpfile and by us. */
 export const KDUMP_HEADER_VERSION = 6;
 /** Length of one utsname field. */
-export const UTS_FIELD = 65;
+const UTS_FIELD = 65;
 
-/** status bits. */
-export const DUMP_DH_COMPRESSED_ZLIB = 0x1;
-export const DUMP_DH_COMPRESSED_LZO = 0x2;
-export const DUMP_DH_COMPRESSED_SNAPPY = 0x4;
+/** status bit: the dump is incomplete (the codec bits are formats/codecs/codec.ts FLAG_*). */
 export const DUMP_DH_COMPRESSED_INCOMPLETE = 0x8;
+/** status bit: -e excluded unused vmemmap pages. */
 export const DUMP_DH_EXCLUDED_VMEMMAP = 0x10;
-export const DUMP_DH_COMPRESSED_ZSTD = 0x20;
 
 /** Field offsets inside the main header. */
 export const MH = {
@@ -136,7 +133,7 @@ export interface SubHeader {
 const U32 = 0x1_0000_0000;
 
 /** Truncate to the low 32 bits (the C cast makedumpfile applies to the obsolete fields). */
-export function low32(v: number): number {
+function low32(v: number): number {
   return v % U32;
 }
 

@@ -60,7 +60,7 @@ export interface ParallelWriteOptions extends KdumpWriteOptions {
    * start any); the writer takes them over and terminates them.
    */
   workers?: CodecWorkers;
-  /** Pages per batch (default {@link DEFAULT_BATCH_PAGES}). */
+  /** Pages per batch (default 128: 512 KiB). */
   batchPages?: number;
   /** Batches queued per worker (default 2). */
   inflightPerWorker?: number;
@@ -86,7 +86,7 @@ export function workersFor(threads: number): number {
  * with 128 pages 81 and 95 MiB. Smaller batches cost more CPU per page in messages (64: +10% CPU pinned to
  * one CPU, for 5 MiB less).
  */
-export const DEFAULT_BATCH_PAGES = 128;
+const DEFAULT_BATCH_PAGES = 128;
 
 /**
  * Codec workers, startable ahead of the write so that their start-up (each loads this program and compiles

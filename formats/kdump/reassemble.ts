@@ -65,7 +65,7 @@ const DESC_BATCH = 8192;
 const WINDOW = 4 << 20;
 
 /** Read and check the headers of one part. */
-export function readSplitPart(path: string): SplitPart {
+function readSplitPart(path: string): SplitPart {
   const f = PositionalFile.open(path);
   try {
     const head = new Uint8Array(MAIN_HEADER_SIZE);
@@ -124,7 +124,7 @@ function sameDump(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** Parts sorted by start pfn, checked to be one dump covering [0, max_mapnr) exactly once. */
-export function checkSplitParts(inputs: string[]): SplitPart[] {
+function checkSplitParts(inputs: string[]): SplitPart[] {
   if (inputs.length < 2) throw new VmsiftError("--reassemble needs at least 2 split files", {});
   const parts = inputs.map(readSplitPart);
   const h0 = encodeMainHeader(parts[0].header);

@@ -37,7 +37,7 @@ import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
 import { writeKdumpHead } from "./headWriter.ts";
 
 /** makedumpfile's DEFAULT_SPLITBLOCK_SIZE: 1 GiB. */
-export const DEFAULT_SPLITBLOCK_SIZE = 1 << 30;
+const DEFAULT_SPLITBLOCK_SIZE = 1 << 30;
 
 /** One split file's pfn range [startPfn, endPfn). */
 export interface SplitRange {
