@@ -38,6 +38,7 @@ const SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  memcmp: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -300,4 +301,31 @@ export function preadFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: numb
     if (n < want) break;
   }
   return done;
+}
+
+/**
+ * All-zero test of whole pages with libc's memcmp against a zero page (vectorized: about half the time of the
+ * JavaScript word loop on pages read from the page cache; the call itself costs ~35 ns with a BigInt length).
+ * Null when libc cannot be loaded (no FFI permission): callers keep their JavaScript test.
+ */
+export class ZeroPageTest {
+  readonly #zero: Uint8Array<ArrayBuffer>;
+  readonly #len: bigint;
+  readonly #lib: Lib;
+
+  private constructor(pageSize: number, l: Lib) {
+    this.#zero = new Uint8Array(new ArrayBuffer(pageSize));
+    this.#len = BigInt(pageSize);
+    this.#lib = l;
+  }
+
+  /** A test for pages of `pageSize` bytes, or null without libc. */
+  static open(pageSize: number): ZeroPageTest | null {
+    return libcAvailable() ? new ZeroPageTest(pageSize, L()) : null;
+  }
+
+  /** True when `page` (pageSize bytes of a plain, non-resizable ArrayBuffer) is all zero. */
+  isZero(page: Uint8Array<ArrayBuffer>): boolean {
+    return this.#lib.memcmp(page, this.#zero, this.#len) === 0;
+  }
 }
