@@ -3,20 +3,19 @@
  * All work is in cli/ and the library; this file maps outcomes to messages and exit codes.
  */
 import { VmsiftError } from "./core/errors.ts";
-import { parseCommandLine, USAGE, UsageError } from "./cli/options.ts";
-import { Messages } from "./cli/messages.ts";
-import { runDumpCommand } from "./cli/dumpCommand.ts";
 import { isCodecWorker, startCodecWorker } from "./formats/codecs/codecWorker.ts";
-import { prepareDecoders } from "./formats/codecs/registry.ts";
-import { runDmesgCommand, runInfoCommand, runVerifyCommand, runVtopCommand } from "./cli/otherCommands.ts";
-import { runSymbolsCommand } from "./cli/symbolsCommand.ts";
-import { runReassembleCommand, runRebuildCommand } from "./cli/streamCommands.ts";
+
+// The CLI's modules are imported when a command needs them (dynamic imports stay lazy in the bundle): a
+// --num-threads codec worker, which runs this same program, then initializes only the codec modules, and a
+// dump does not initialize the other commands' modules (issue 17: a worker's memory, start-up).
 
 /** Version of vmsift. */
 export const VERSION = "0.1.0";
 
 /** Run the CLI with `args`; returns the exit status (never calls Deno.exit itself). */
 export async function main(args: string[]): Promise<number> {
+  const { parseCommandLine, USAGE, UsageError } = await import("./cli/options.ts");
+  const { Messages } = await import("./cli/messages.ts");
   let opts;
   try {
     opts = parseCommandLine(args);
@@ -50,26 +49,34 @@ export async function main(args: string[]): Promise<number> {
   }
   try {
     // Dumps read as input may hold zlib/zstd pages: without FFI, node:zlib must be imported to decode them.
-    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop" && cmd.kind !== "symbols") await prepareDecoders();
+    if (cmd.kind !== "dmesg" && cmd.kind !== "vtop" && cmd.kind !== "symbols") {
+      await (await import("./formats/codecs/registry.ts")).prepareDecoders();
+    }
     switch (cmd.kind) {
       case "dump": {
+        const { runDumpCommand } = await import("./cli/dumpCommand.ts");
         await runDumpCommand(cmd.vmcore, cmd.dumpfile, opts, msg, cmd.splitFiles);
         return 0;
       }
       case "rebuild":
-        return runRebuildCommand(cmd.dumpfile, opts, msg);
+        return (await import("./cli/streamCommands.ts")).runRebuildCommand(cmd.dumpfile, opts, msg);
       case "reassemble":
-        return runReassembleCommand(cmd.inputs, cmd.dumpfile, opts, msg);
+        return (await import("./cli/streamCommands.ts")).runReassembleCommand(
+          cmd.inputs,
+          cmd.dumpfile,
+          opts,
+          msg,
+        );
       case "dmesg":
-        return runDmesgCommand(cmd.vmcore, cmd.logfile, opts, msg);
+        return (await import("./cli/otherCommands.ts")).runDmesgCommand(cmd.vmcore, cmd.logfile, opts, msg);
       case "vtop":
-        return runVtopCommand(cmd.vmcore, cmd.vaddr, opts, msg);
+        return (await import("./cli/otherCommands.ts")).runVtopCommand(cmd.vmcore, cmd.vaddr, opts, msg);
       case "info":
-        return runInfoCommand(cmd.dumpfile, opts);
+        return (await import("./cli/otherCommands.ts")).runInfoCommand(cmd.dumpfile, opts);
       case "verify":
-        return runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
+        return (await import("./cli/otherCommands.ts")).runVerifyCommand(cmd.dumpfile, cmd.vmcore, opts, msg);
       case "symbols":
-        return runSymbolsCommand(cmd.vmcore, cmd.name, opts);
+        return (await import("./cli/symbolsCommand.ts")).runSymbolsCommand(cmd.vmcore, cmd.name, opts);
       case "memUsage":
         // loaded only for this command (a dump never initializes it)
         return (await import("./cli/memUsage.ts")).runMemUsageCommand(cmd.kcore, opts);

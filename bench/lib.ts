@@ -169,6 +169,9 @@ export interface TimedResult {
   wallSeconds: number;
   /** Peak RSS of the measured process, KiB (GNU time %M, else the highest VmHWM polled). */
   peakRssKiB: number;
+  /** CPU seconds in user and system mode of the measured process and its threads (GNU time %U %S; NaN without it). */
+  userSeconds: number;
+  sysSeconds: number;
   stdout: string;
   stderr: string;
   /** Killed by the watchdog (output grew beyond the limit). */
@@ -185,6 +188,10 @@ export interface TimedOptions {
   maxOutputBytes?: number;
   /** Kill the run after this many seconds. */
   timeoutSeconds?: number;
+  /** Run pinned to these CPUs (`taskset -c LIST` inside GNU time, e.g. "0"): the single-CPU mode. */
+  cpus?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
 }
 
 function vmHwmKiB(pid: number): number {
@@ -213,9 +220,16 @@ function childrenOf(pid: number): number[] {
  */
 export async function timed(argv: string[], o: TimedOptions): Promise<TimedResult> {
   rm(o.timeFile);
-  const full = o.gnuTime ? [o.gnuTime, "-f", "%M", "-o", o.timeFile, ...argv] : argv;
+  const pinned = o.cpus !== undefined ? ["taskset", "-c", o.cpus, ...argv] : argv;
+  const full = o.gnuTime ? [o.gnuTime, "-f", "%M %U %S", "-o", o.timeFile, ...pinned] : pinned;
   const t0 = performance.now();
-  const child = new Deno.Command(full[0], { args: full.slice(1), stdout: "piped", stderr: "piped" }).spawn();
+  const child = new Deno.Command(full[0], {
+    args: full.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+    env: o.env,
+  })
+    .spawn();
   let killed: string | null = null;
   let polledHwm = 0;
   const timer = setInterval(() => {
@@ -245,10 +259,12 @@ export async function timed(argv: string[], o: TimedOptions): Promise<TimedResul
   const wallSeconds = (performance.now() - t0) / 1000;
   clearInterval(timer);
   let peakRssKiB = polledHwm || NaN;
+  let userSeconds = NaN, sysSeconds = NaN;
   if (o.gnuTime) {
     try {
       const last = Deno.readTextFileSync(o.timeFile).trim().split("\n").at(-1) ?? "";
-      if (/^\d+$/.test(last)) peakRssKiB = Number(last);
+      const m = /^(\d+) (\d+\.\d+) (\d+\.\d+)$/.exec(last);
+      if (m) [peakRssKiB, userSeconds, sysSeconds] = [Number(m[1]), Number(m[2]), Number(m[3])];
     } catch { /* killed before time wrote it */ }
   }
   rm(o.timeFile);
@@ -256,6 +272,8 @@ export async function timed(argv: string[], o: TimedOptions): Promise<TimedResul
     code: out.code,
     wallSeconds,
     peakRssKiB,
+    userSeconds,
+    sysSeconds,
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),
     killed,

@@ -3,7 +3,8 @@
  *
  *   deno task bench [--quick] [--inputs real,4g,64g,256g] [--runs N] [--out bench/results.json] [--cold]
  *     [--no-make-4g] [--synthetic-dir /var/tmp/vmsift-bench] [--work-dir /var/tmp] [--max-output 12G]
- *     [--reserve 8G] [--timeout 1800] [--no-bundle] [--keep-generated]
+ *     [--reserve 8G] [--timeout 1800] [--no-bundle] [--keep-generated] [--single-cpu] [--commands LIST]
+ *     [--real-4g /var/tmp/vmcore/vmcore-4G.elf]
  *
  * For every input, the two tools run ALTERNATELY (order swapped from one command and round to the next) on
  * the same input, `--runs` rounds (default 3; --quick: 1 round, inputs real and 64g), with the commands
@@ -17,6 +18,11 @@
  * every run. Outputs are deleted after every run; a run whose uncompressed output would not fit the disk
  * budget (min(--max-output, free space - --reserve)) is skipped, and a watchdog kills any run whose output
  * grows beyond it.
+ *
+ * --single-cpu runs both tools pinned to CPU 0 (`taskset -c 0`, as in a crash kernel booted with nr_cpus=1)
+ * and leaves out the --num-threads rows; --commands=LIST picks rows by id, separated by ";" (e.g.
+ * --commands="-l -d 31;-c -d 31"). CPU time (user + system, GNU time) is recorded for every run and reported per dumped
+ * page beside the wall time: on a shared machine it is less disturbed by other load than the wall time.
  *
  * Prints median wall time, vmsift/makedumpfile, the same "on disk" (wall time + `sync OUTPUT` after exit:
  * makedumpfile never fsyncs, so its wall time stops before its dump reaches the disk), peak RSS (GNU time %M), output bytes, MiB/s of input memory
@@ -55,6 +61,11 @@ const MAIN = join(ROOT, "main.ts");
 const GEN = join(ROOT, "fixtures/synthetic/cli.ts");
 const MAKE_VMCORE = join(ROOT, "../shared/vmcore/make-vmcore.sh");
 const DENO = Deno.execPath();
+/**
+ * For vmsift's runs: no Deno update check (`deno run` otherwise resolves dl.deno.land from a background
+ * thread during runs longer than a moment; a launcher should set it too).
+ */
+const DENO_ENV = { DENO_NO_UPDATE_CHECK: "1" };
 const dec = new TextDecoder();
 
 const { values: opt } = parseArgs({
@@ -73,6 +84,9 @@ const { values: opt } = parseArgs({
     timeout: { type: "string", default: "1800" },
     "no-bundle": { type: "boolean", default: false },
     "keep-generated": { type: "boolean", default: false },
+    "single-cpu": { type: "boolean", default: false },
+    commands: { type: "string" },
+    "real-4g": { type: "string", default: "/var/tmp/vmcore/vmcore-4G.elf" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -86,6 +100,8 @@ const maxOutput = parseSize(opt["max-output"]!);
 const reserve = parseSize(opt.reserve!);
 const timeoutSeconds = Number(opt.timeout);
 const log = (s: string) => console.error(s);
+/** --single-cpu: both tools pinned to CPU 0. */
+const cpus = opt["single-cpu"] ? "0" : undefined;
 
 const makedumpfile = ["/usr/bin/makedumpfile", "/usr/sbin/makedumpfile", "/sbin/makedumpfile"].find(exists);
 if (!makedumpfile) {
@@ -183,7 +199,7 @@ async function realInput(): Promise<string | null> {
 }
 
 function make4g(): string | null {
-  const p = "/var/tmp/vmcore/vmcore-4G.elf";
+  const p = opt["real-4g"]!;
   if (exists(p)) return p;
   if (opt["no-make-4g"]) {
     log("4g: /var/tmp/vmcore/vmcore-4G.elf absent and --no-make-4g: skipped");
@@ -199,7 +215,7 @@ function make4g(): string | null {
   }
   log("4g: making /var/tmp/vmcore/vmcore-4G.elf with make-vmcore.sh (QEMU, several minutes)");
   const r = new Deno.Command("bash", {
-    args: [MAKE_VMCORE, "MEM=4G", "FILL_MB=256", "OUT=/var/tmp/vmcore"],
+    args: [MAKE_VMCORE, "MEM=4G", "FILL_MB=256", `OUT=${p.slice(0, p.lastIndexOf("/"))}`],
     stdout: "inherit",
     stderr: "inherit",
   }).outputSync();
@@ -272,7 +288,7 @@ interface Cmd {
   base?: string;
 }
 
-const CMDS: Cmd[] = [
+const ALL_CMDS: Cmd[] = [
   { id: "-c -d 31", args: ["-c", "-d", "31"], threads: 1, level: 31, compressed: true },
   { id: "-l -d 31", args: ["-l", "-d", "31"], threads: 1, level: 31, compressed: true },
   { id: "-c -d 1", args: ["-c", "-d", "1"], threads: 1, level: 1, compressed: true },
@@ -296,6 +312,17 @@ const CMDS: Cmd[] = [
   },
 ];
 
+/** The rows run: --commands, else all (without the threaded ones in single-CPU mode). */
+const CMDS: Cmd[] = opt.commands !== undefined
+  ? opt.commands.split(";").map((id) => id.trim()).filter(Boolean).map((id) => {
+    const c = ALL_CMDS.find((x) => x.id === id);
+    if (c === undefined) {
+      throw new Error(`unknown command ${id}: one of ${ALL_CMDS.map((x) => x.id).join("; ")}`);
+    }
+    return c;
+  })
+  : ALL_CMDS.filter((c) => cpus === undefined || c.threads === 1);
+
 type Tool = "vmsift" | "makedumpfile";
 
 interface Sample {
@@ -305,6 +332,8 @@ interface Sample {
   /** `sync OUTPUT` (fsync of the output) right after the tool exits: its dirty pages reaching the disk. */
   syncSeconds: number;
   peakRssKiB: number;
+  /** CPU seconds (user + system, all threads; GNU time). */
+  cpuSeconds: number;
   outputBytes: number;
   dumpablePages: number;
   /** vmsift only: from --stats-json. */
@@ -343,6 +372,7 @@ async function runOne(
     wallSeconds: NaN,
     syncSeconds: NaN,
     peakRssKiB: NaN,
+    cpuSeconds: NaN,
     outputBytes: NaN,
     dumpablePages: NaN,
     loadavg1: loadavg()[0],
@@ -369,8 +399,16 @@ async function runOne(
     watchFile: out,
     maxOutputBytes: limit,
     timeoutSeconds,
+    cpus,
+    env: tool === "vmsift" ? DENO_ENV : undefined,
   });
-  const s: Sample = { ...base, code: r.code, wallSeconds: r.wallSeconds, peakRssKiB: r.peakRssKiB };
+  const s: Sample = {
+    ...base,
+    code: r.code,
+    wallSeconds: r.wallSeconds,
+    peakRssKiB: r.peakRssKiB,
+    cpuSeconds: r.userSeconds + r.sysSeconds,
+  };
   if (r.killed) s.error = `killed: ${r.killed}`;
   else if (r.code !== 0) s.error = (r.stderr + r.stdout).trim().split("\n").slice(-3).join(" | ");
   if (r.code === 0 && !r.killed) {
@@ -445,9 +483,9 @@ try {
             ? `skipped: ${s.skipped}`
             : s.error
             ? `FAILED ${s.error}`
-            : `${s.wallSeconds.toFixed(2)} s, ${(s.peakRssKiB / 1024).toFixed(1)} MiB RSS, ${
-              (s.outputBytes / MiB).toFixed(1)
-            } MiB out, ${s.dumpablePages} pages`;
+            : `${s.wallSeconds.toFixed(2)} s (cpu ${s.cpuSeconds.toFixed(2)} s), ${
+              (s.peakRssKiB / 1024).toFixed(1)
+            } MiB RSS, ${(s.outputBytes / MiB).toFixed(1)} MiB out, ${s.dumpablePages} pages`;
           log(`  [${round + 1}/${runs}] ${tool.padEnd(12)} ${row.cmd.id.padEnd(24)} ${what}`);
         }
       }
@@ -470,6 +508,14 @@ interface Summary {
   vmsiftSeconds: number;
   makedumpfileSeconds: number;
   ratio: number;
+  /** Median over rounds of the two tools' wall-time ratio within the round (the runs next to each other). */
+  pairedRatio: number;
+  /** CPU time (user + system, all threads) medians, their ratio, and per dumped page (µs). */
+  vmsiftCpuSeconds: number;
+  makedumpfileCpuSeconds: number;
+  cpuRatio: number;
+  vmsiftCpuUsPerPage: number;
+  makedumpfileCpuUsPerPage: number;
   /** Wall time plus the fsync of the output after exit (the dump on disk), and their ratio. */
   vmsiftDurableSeconds: number;
   makedumpfileDurableSeconds: number;
@@ -510,6 +556,15 @@ for (const row of rows) {
     vmsiftSeconds: vs,
     makedumpfileSeconds: ms,
     ratio: vs / ms,
+    pairedRatio: median(vm.map((s, i) => {
+      const m = md[i];
+      return m !== undefined && ok([s]).length && ok([m]).length ? s.wallSeconds / m.wallSeconds : NaN;
+    })),
+    vmsiftCpuSeconds: med(vm, (s) => s.cpuSeconds),
+    makedumpfileCpuSeconds: med(md, (s) => s.cpuSeconds),
+    cpuRatio: med(vm, (s) => s.cpuSeconds) / med(md, (s) => s.cpuSeconds),
+    vmsiftCpuUsPerPage: med(vm, (s) => s.cpuSeconds / s.dumpablePages) * 1e6,
+    makedumpfileCpuUsPerPage: med(md, (s) => s.cpuSeconds / s.dumpablePages) * 1e6,
     vmsiftDurableSeconds: vd,
     makedumpfileDurableSeconds: mdur,
     durableRatio: vd / mdur,
@@ -551,6 +606,10 @@ const head = [
   "vmsift s",
   "mdf s",
   "vms/mdf",
+  "paired",
+  "CPU s vms / mdf",
+  "cpu ratio",
+  "CPU µs/page vms / mdf",
   "on disk: vms / mdf s",
   "ratio",
   "mdf -t2 s",
@@ -566,6 +625,10 @@ const body = summaries.map((s) => [
   fmtNum(s.vmsiftSeconds),
   fmtNum(s.makedumpfileSeconds),
   fmtNum(s.ratio),
+  fmtNum(s.pairedRatio),
+  pair(fmtNum(s.vmsiftCpuSeconds), fmtNum(s.makedumpfileCpuSeconds)),
+  fmtNum(s.cpuRatio),
+  pair(fmtNum(s.vmsiftCpuUsPerPage, 1), fmtNum(s.makedumpfileCpuUsPerPage, 1)),
   pair(fmtNum(s.vmsiftDurableSeconds), fmtNum(s.makedumpfileDurableSeconds)),
   fmtNum(s.durableRatio),
   s.makedumpfileThreadedSeconds !== undefined ? fmtNum(s.makedumpfileThreadedSeconds) : "",
@@ -591,7 +654,10 @@ const lines = [
   ),
   "Rows with --num-threads 2: 'mdf s' is makedumpfile's single-thread run of the same command, " +
   "'mdf -t2 s' its --num-threads 2 run; RSS and output columns then show makedumpfile --num-threads 2.",
-  "MiB/s = input memory (PT_LOAD bytes) / wall time. vms/mdf < 1: vmsift faster.",
+  "MiB/s = input memory (PT_LOAD bytes) / wall time. vms/mdf < 1: vmsift faster; 'paired' = median over " +
+  "rounds of the ratio of the two runs of a round (next to each other).",
+  "CPU = user + system time of all threads (GNU time); per page = per dumped page (bitmap 2 of the output).",
+  cpus !== undefined ? "Single-CPU mode: both tools ran under `taskset -c 0`." : "",
   "'on disk': wall time + `sync OUTPUT` right after exit. makedumpfile leaves its output in the page cache " +
   "(no fsync); vmsift writes with O_DIRECT and fsyncs, so its wall time already includes the disk.",
   "",
@@ -615,6 +681,8 @@ const result = {
     runs,
     inputs: inputNames,
     cold: opt.cold,
+    singleCpu: cpus !== undefined,
+    commands: CMDS.map((c) => c.id),
     vmsiftForm,
     vmsiftArgs: "--no-image-guard (same page set as makedumpfile)",
     cache: opt.cold

@@ -63,14 +63,30 @@ export interface ScanOptions {
   chunkPages?: number;
 }
 
-const COUNTER_OF: Record<number, keyof ExclusionCounts> = {
-  [PC_FREE]: "free",
-  [PC_CACHE]: "cache",
-  [PC_CACHE_PRIVATE]: "cachePrivate",
-  [PC_USER]: "user",
-  [PC_HWPOISON]: "hwpoison",
-  [PC_OFFLINE]: "offline",
-};
+/** Slots of the per-scan counters (a Float64Array, no keyed property access in the loop): classes by code. */
+const K_KERNEL_IMAGE = 9;
+const K_UNREADABLE = 10;
+const K_BAD_ORDER = 11;
+const K_SCANNED = 12;
+const K_SLOTS = 13;
+
+/** The classes that exclude pages, and their counter in ExclusionCounts. */
+const COUNTED: ReadonlyArray<[number, "free" | "cache" | "cachePrivate" | "user" | "hwpoison" | "offline"]> =
+  [
+    [PC_FREE, "free"],
+    [PC_CACHE, "cache"],
+    [PC_CACHE_PRIVATE, "cachePrivate"],
+    [PC_USER, "user"],
+    [PC_HWPOISON, "hwpoison"],
+    [PC_OFFLINE, "offline"],
+  ];
+
+/** 1 for the class codes that exclude. */
+const EXCLUDES = (() => {
+  const t = new Uint8Array(256);
+  for (const [c] of COUNTED) t[c] = 1;
+  return t;
+})();
 
 /**
  * bitmap1 = pages present (set by the caller from the PT_LOADs, pfn < maxMapnr); bitmap2 starts as a copy
@@ -118,40 +134,23 @@ export function excludeUnnecessaryPages(
   const buf = new Uint8Array(chunkPages * size);
   const u32 = new Uint32Array(buf.buffer);
   const readable = new Uint8Array(chunkPages);
-  const classifier = new PageClassifier(scheme);
-  const kStart = model.kernelImage?.startPfn ?? 0;
-  const kEnd = model.kernelImage?.endPfn ?? 0;
-  const kRanges = model.kernelImage?.ranges ?? [{ startPfn: kStart, endPfn: kEnd }];
+  const pass = new ChunkPass(
+    new PageClassifier(scheme),
+    u32,
+    buf,
+    readable,
+    new Uint8Array(chunkPages / 8 + 1),
+    bitmap1,
+    bitmap2,
+    maxMapnr,
+    model.kernelImage?.startPfn ?? 0,
+    model.kernelImage?.endPfn ?? 0,
+    model.kernelImage?.ranges ??
+      [{ startPfn: model.kernelImage?.startPfn ?? 0, endPfn: model.kernelImage?.endPfn ?? 0 }],
+    dumpLevel,
+  );
   const vm = model.vm;
   const mem = model.mem;
-
-  /** Exclude [p, p + n) (clipped to max_mapnr) into `counter`, sparing the kernel image. */
-  const exclude = (p: number, n: number, counter: keyof ExclusionCounts) => {
-    const end = Math.min(p + n, maxMapnr);
-    if (end <= p) return;
-    if (Math.min(end, kEnd) <= Math.max(p, kStart)) {
-      if (n === 1) bitmap2.clear(p);
-      else bitmap2.clearRange(p, end);
-      counts[counter] += end - p;
-      return;
-    }
-    // Inside the image hull: clear what lies between its protected ranges.
-    let at = p;
-    for (const r of kRanges) {
-      const gs = Math.max(at, r.startPfn), ge = Math.min(end, r.endPfn);
-      if (ge <= gs) continue;
-      if (gs > at) {
-        bitmap2.clearRange(at, gs);
-        counts[counter] += gs - at;
-      }
-      counts.keptKernelImage += ge - gs;
-      at = ge;
-    }
-    if (end > at) {
-      bitmap2.clearRange(at, end);
-      counts[counter] += end - at;
-    }
-  };
 
   let covered = 0; // pfns below maxMapnr inside sections with a mem_map, for keptNoMemMap
   for (const sec of model.sparse.sections) {
@@ -175,32 +174,110 @@ export function excludeUnnecessaryPages(
         else readable.fill(0, Math.floor(off / size), Math.ceil((off + piece.len) / size));
         off += piece.len;
       }
-      for (let p = first; p < ce; p++) {
-        if (!bitmap1.get(p)) continue;
-        const i = p - cs;
-        if (readable[i] === 0) {
-          counts.keptUnreadable++;
-          continue;
-        }
-        result.pagesScanned++;
-        const nextOk = p % PGMM_CACHED !== PGMM_CACHED - 1 && i + 1 < nPages && readable[i + 1] === 1;
-        const r = classifier.classify(u32, buf, i * size, p, nextOk, dumpLevel);
-        const cls = r & 0xff;
-        const counter = COUNTER_OF[cls];
-        if (counter === undefined) {
-          if (cls === PC_BAD_ORDER) counts.badBuddyOrder++;
-          continue;
-        }
-        const n = 2 ** (r >>> 8);
-        exclude(p, n, counter);
-        if (n > 1) {
-          p += n - 1;
-          nextPfn = p + 1;
-        }
-      }
+      nextPfn = pass.chunk(cs, first, ce, nextPfn);
     }
   }
+  const k = pass.counts;
+  for (const [c, name] of COUNTED) counts[name] = k[c];
+  counts.keptKernelImage = k[K_KERNEL_IMAGE];
+  counts.keptUnreadable = k[K_UNREADABLE];
+  counts.badBuddyOrder = k[K_BAD_ORDER];
+  result.pagesScanned = k[K_SCANNED];
   counts.keptNoMemMap = bitmap1.popcount(0, maxMapnr) - covered;
   result.seconds = (performance.now() - t0) / 1000;
   return result;
+}
+
+/**
+ * The classification of one chunk of struct pages (read into `u32`/`buf`, `readable` per struct page), in a
+ * method of its own so that it is optimized as a whole function (not re-entered through on-stack replacement
+ * of one large loop nest), with the chunk's bitmap 1 bits copied out once and the counters in a typed array.
+ */
+class ChunkPass {
+  readonly counts = new Float64Array(K_SLOTS);
+
+  constructor(
+    readonly classifier: PageClassifier,
+    readonly u32: Uint32Array,
+    readonly buf: Uint8Array,
+    readonly readable: Uint8Array,
+    /** bitmap 1 bytes of the chunk, from the byte holding its first pfn. */
+    readonly present: Uint8Array,
+    readonly bitmap1: PfnBitmap,
+    readonly bitmap2: PfnBitmap,
+    readonly maxMapnr: number,
+    /** Hull of the protected kernel-image ranges (start..end of `kRanges`). */
+    readonly kStart: number,
+    readonly kEnd: number,
+    /** The protected ranges, sorted (imageGuard.ts: live sections of the kernel image). */
+    readonly kRanges: readonly { startPfn: number; endPfn: number }[],
+    readonly level: number,
+  ) {}
+
+  /** Classify pfns [first, ce) of the chunk starting at pfn `cs`; returns the next pfn not swallowed. */
+  chunk(cs: number, first: number, ce: number, nextPfn: number): number {
+    const nPages = ce - cs;
+    const base = cs - (cs % 8);
+    const present = this.present;
+    this.bitmap1.readBytes(base / 8, present.subarray(0, Math.ceil((ce - base) / 8)));
+    const readable = this.readable;
+    const counts = this.counts;
+    const classifier = this.classifier;
+    const size = classifier.scheme.pageStructSize;
+    for (let p = first; p < ce; p++) {
+      const j = p - base;
+      if ((present[j >>> 3] & (1 << (j & 7))) === 0) continue;
+      const i = p - cs;
+      if (readable[i] === 0) {
+        counts[K_UNREADABLE]++;
+        continue;
+      }
+      counts[K_SCANNED]++;
+      const nextOk = p % PGMM_CACHED !== PGMM_CACHED - 1 && i + 1 < nPages && readable[i + 1] === 1;
+      const r = classifier.classify(this.u32, this.buf, i * size, p, nextOk, this.level);
+      const cls = r & 0xff;
+      if (EXCLUDES[cls] === 0) {
+        if (cls === PC_BAD_ORDER) counts[K_BAD_ORDER]++;
+        continue;
+      }
+      const ord = r >>> 8;
+      const n = ord < 31 ? 1 << ord : 2 ** ord;
+      this.exclude(p, n, cls);
+      if (n > 1) {
+        p += n - 1;
+        nextPfn = p + 1;
+      }
+    }
+    return nextPfn;
+  }
+
+  /** Exclude [p, p + n) (clipped to max_mapnr) into class `cls`'s counter, sparing the kernel image. */
+  exclude(p: number, n: number, cls: number): void {
+    const end = Math.min(p + n, this.maxMapnr);
+    if (end <= p) return;
+    const bitmap2 = this.bitmap2;
+    const counts = this.counts;
+    if (Math.min(end, this.kEnd) <= Math.max(p, this.kStart)) {
+      if (n === 1) bitmap2.clear(p);
+      else bitmap2.clearRange(p, end);
+      counts[cls] += end - p;
+      return;
+    }
+    // Inside the image hull: clear what lies between its protected ranges.
+    let at = p;
+    for (const r of this.kRanges) {
+      const gs = Math.max(at, r.startPfn), ge = Math.min(end, r.endPfn);
+      if (ge <= gs) continue;
+      if (gs > at) {
+        bitmap2.clearRange(at, gs);
+        counts[cls] += gs - at;
+      }
+      counts[K_KERNEL_IMAGE] += ge - gs;
+      at = ge;
+    }
+    if (end > at) {
+      bitmap2.clearRange(at, end);
+      counts[cls] += end - at;
+    }
+  }
 }

@@ -107,7 +107,7 @@ export class FlatReader {
     this.#maxRecord = opts.maxRecordSize ?? (1 << 30);
   }
 
-  /** Make at least `n` (≤ buffer size) bytes available; returns how many are (fewer only at EOF). */
+  /** Make at least `n` (<= buffer size) bytes available; returns how many are (fewer only at EOF). */
   #fill(n: number): number {
     if (this.#end - this.#start >= n) return this.#end - this.#start;
     if (this.#start > 0) {

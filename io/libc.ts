@@ -40,6 +40,7 @@ const SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  memcmp: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -185,6 +186,39 @@ export function sysMmapRead(fd: number, length: number, offset: number): Deno.Po
   return p;
 }
 
+const MAP_PRIVATE = 2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+
+/**
+ * Reserve `length` bytes of address space that read as zeros (an anonymous private read-only mapping: no
+ * memory until touched): a fixed place for {@link sysMmapReadFixed}. Pointer or -errno.
+ */
+export function sysMmapReserve(length: number): Deno.PointerObject | number {
+  const p = L().mmap(null, BigInt(length), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+  if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) return -errno();
+  return p;
+}
+
+/**
+ * mmap(2) of `length` bytes of `fd` at `offset` (page aligned), read-only and shared, AT `addr` (MAP_FIXED:
+ * it replaces whatever `addr` held, which must be a reservation of ours): 0 or -errno. On failure the range
+ * reads as zeros again (re-reserved), so that views of it never touch unmapped memory.
+ */
+export function sysMmapReadFixed(
+  addr: Deno.PointerObject,
+  length: number,
+  fd: number,
+  offset: number,
+): number {
+  const want = Deno.UnsafePointer.value(addr);
+  const p = L().mmap(addr, BigInt(length), PROT_READ, MAP_SHARED | MAP_FIXED, fd, BigInt(offset));
+  if (p !== null && Deno.UnsafePointer.value(p) === want) return 0;
+  const e = p === null || Deno.UnsafePointer.value(p) === MAP_FAILED ? errno() : EINVAL;
+  L().mmap(addr, BigInt(length), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0n);
+  return -e;
+}
+
 /** munmap(2). */
 export function sysMunmap(p: Deno.PointerObject, length: number): number {
   return L().munmap(p, BigInt(length)) === 0 ? 0 : -errno();
@@ -275,4 +309,31 @@ export function preadFull(fd: number, buf: Uint8Array<ArrayBuffer>, offset: numb
     if (n < want) break;
   }
   return done;
+}
+
+/**
+ * All-zero test of whole pages with libc's memcmp against a zero page (vectorized: about half the time of the
+ * JavaScript word loop on pages read from the page cache; the call itself costs ~35 ns with a BigInt length).
+ * Null when libc cannot be loaded (no FFI permission): callers keep their JavaScript test.
+ */
+export class ZeroPageTest {
+  readonly #zero: Uint8Array<ArrayBuffer>;
+  readonly #len: bigint;
+  readonly #lib: Lib;
+
+  private constructor(pageSize: number, l: Lib) {
+    this.#zero = new Uint8Array(new ArrayBuffer(pageSize));
+    this.#len = BigInt(pageSize);
+    this.#lib = l;
+  }
+
+  /** A test for pages of `pageSize` bytes, or null without libc. */
+  static open(pageSize: number): ZeroPageTest | null {
+    return libcAvailable() ? new ZeroPageTest(pageSize, L()) : null;
+  }
+
+  /** True when `page` (pageSize bytes of a plain, non-resizable ArrayBuffer) is all zero. */
+  isZero(page: Uint8Array<ArrayBuffer>): boolean {
+    return this.#lib.memcmp(page, this.#zero, this.#len) === 0;
+  }
 }

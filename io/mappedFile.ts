@@ -5,9 +5,23 @@
  * unmapped before the next one is mapped, so resident memory stays bounded by the window size.
  * Needs --allow-ffi (libc mmap/munmap); `open` returns undefined when mmap is not possible (no FFI
  * permission, a file that cannot be mapped), and callers then use read().
+ *
+ * The window always sits at the same addresses: a reservation made once (anonymous, reading as zeros) that
+ * every window replaces with mmap(MAP_FIXED). One ArrayBuffer views it for the life of the file, so moving
+ * the window costs one system call (no munmap, no new ArrayBuffer: V8 counts each new buffer over foreign
+ * memory as external memory, and a new 1 MiB one per window made it start a full garbage collection every few
+ * dozen windows; issue 17).
  */
 import { VmsiftError } from "../core/errors.ts";
-import { libcAvailable, strerror, sysClose, sysMmapRead, sysMunmap, sysOpen } from "./libc.ts";
+import {
+  libcAvailable,
+  strerror,
+  sysClose,
+  sysMmapReadFixed,
+  sysMmapReserve,
+  sysMunmap,
+  sysOpen,
+} from "./libc.ts";
 
 /**
  * Default window: 1 MiB (makedumpfile maps 4 MiB): mapped pages count in RSS, and a smaller window costs only
@@ -26,6 +40,7 @@ export class MappedFile {
   readonly size: number;
   readonly #fd: number;
   readonly #window: number;
+  /** The reserved window addresses, or null before the first map / after close. */
   #ptr: Deno.PointerObject | null = null;
   #mapStart = 0;
   #mapLen = 0;
@@ -92,22 +107,29 @@ export class MappedFile {
   }
 
   #map(at: number): boolean {
-    this.#unmap();
     const start = at - (at % PAGE);
     const len = Math.min(this.#window, this.size - start);
+    this.#mapLen = 0;
     if (len <= 0) {
       this.lastError = `offset 0x${at.toString(16)} is past the end of the file`;
       return false;
     }
-    const p = sysMmapRead(this.#fd, len, start);
-    if (typeof p === "number") {
-      this.lastError = strerror(p);
+    if (this.#ptr === null) {
+      const r = sysMmapReserve(this.#window);
+      if (typeof r === "number") {
+        this.lastError = strerror(r);
+        return false;
+      }
+      this.#ptr = r;
+      this.#view = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(r, this.#window));
+    }
+    const e = sysMmapReadFixed(this.#ptr, len, this.#fd, start);
+    if (e !== 0) {
+      this.lastError = strerror(e);
       return false;
     }
-    this.#ptr = p;
     this.#mapStart = start;
     this.#mapLen = len;
-    this.#view = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, len));
     this.maps++;
     return true;
   }
@@ -115,18 +137,13 @@ export class MappedFile {
   /** The error of the last failed mmap, for messages. */
   lastError = "";
 
-  #unmap(): void {
+  close(): void {
     if (this.#ptr !== null) {
       this.#view = new Uint8Array(0);
-      sysMunmap(this.#ptr, this.#mapLen);
+      sysMunmap(this.#ptr, this.#window);
       this.#ptr = null;
       this.#mapLen = 0;
     }
-  }
-
-  /** Unmap the window and close the file. */
-  close(): void {
-    this.#unmap();
     sysClose(this.#fd);
   }
 }

@@ -20,6 +20,7 @@ import {
   type WriteControl,
 } from "../incomplete.ts";
 import type { Sink } from "../../io/sink.ts";
+import { ZeroPageTest } from "../../io/libc.ts";
 import { markKdumpIncomplete, writeKdumpHead } from "./headWriter.ts";
 import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
 import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
@@ -120,6 +121,7 @@ function* writePages(
   const excludeZero = (src.dumpLevel & 1) !== 0;
   const cacheSize = opts.cacheSize ?? ps << 4;
   const out = new PagePairWriter(sink, L, ps, cacheSize, excludeZero, control?.sizeLimit);
+  const zeroTest = excludeZero ? ZeroPageTest.open(ps) : null;
 
   const runPages = Math.max(1, Math.floor(RUN_BYTES / ps));
   const runBuf = new Uint8Array(runPages * ps);
@@ -141,11 +143,11 @@ function* writePages(
       const view = src.mem.viewPhys?.(start * ps, n * ps) ?? null;
       if (view !== null && view.byteOffset % 4 === 0) {
         const w = new Uint32Array(view.buffer, view.byteOffset, view.length >>> 2);
-        storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec);
+        storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec, zeroTest);
       } else {
         const buf = runBuf.subarray(0, n * ps);
         const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
-        storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec);
+        storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec, zeroTest);
       }
       res.dumpablePages += n;
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
@@ -208,6 +210,7 @@ export function finishPages(
  * Store the `n` pages of one run (read into `buf`, viewed as `words`) through `out`: unreadable pages get
  * no data (their descriptors stay unwritten), zero pages the shared zero descriptor when `excludeZero`,
  * the rest compressed when that is strictly smaller than a page, else raw. Counts go into `res`.
+ * `zeroTest`: libc's memcmp for the zero test (same answers as the JavaScript loop, faster).
  */
 export function storeRunPages(
   out: PagePairWriter,
@@ -220,14 +223,24 @@ export function storeRunPages(
   nbad: number,
   excludeZero: boolean,
   codec: PageCodec | null,
+  zeroTest: ZeroPageTest | null = null,
 ): void {
   const wordsPerPage = ps >>> 2;
+  const native = zeroTest !== null && buf.buffer instanceof ArrayBuffer && !buf.buffer.resizable
+    ? zeroTest
+    : null;
   for (let k = 0; k < n; k++) {
     if (nbad > 0 && bad[k] !== 0) {
       out.addMissing();
       continue;
     }
-    if (excludeZero && isZeroPage(words, k * wordsPerPage, wordsPerPage)) {
+    // The first 64 bytes in JavaScript (most non-zero pages end there), the rest with memcmp when it loads.
+    if (
+      excludeZero && isZeroPage(words, k * wordsPerPage, 16) &&
+      (native !== null
+        ? native.isZero(buf.subarray(k * ps, (k + 1) * ps) as Uint8Array<ArrayBuffer>)
+        : isZeroPage(words, k * wordsPerPage, wordsPerPage))
+    ) {
       out.addZero();
       res.zeroPages++;
       continue;
