@@ -17,8 +17,7 @@
 #   TOOLS="mdf vmsift"  which dumpers run, in this order, for each case
 #   KVER=6.1.0-56-amd64 (falls back to the newest installable linux-image-*-amd64 when it is gone)
 #   ZSTD_LEVEL=10   zstd level of the initramfs layout's payload (-19: 8 % smaller, minutes slower)
-#   VMSIFT_LAUNCHER=path  the launcher installed as /usr/sbin/vmsift (default: packaging/vmsift of this
-#                   checkout, else kdump/standin-launcher.sh)
+#   VMSIFT_LAUNCHER=path  the launcher installed as /usr/sbin/vmsift (default: packaging/vmsift of this checkout)
 #   WORK=/var/tmp/kdump-work  builds (cached) and runs; TAG=name of the run directory
 # Results: $WORK/runs/$TAG/{serial.log,res/,*.dump,*.flat,vmcore,boot.env}
 set -uo pipefail
@@ -46,9 +45,8 @@ case $LAYOUT in initramfs | fedora | debian) ;; *) die "LAYOUT must be initramfs
 PKGS="qemu-system-x86 busybox-static makedumpfile kexec-tools cpio zstd kmod e2fsprogs squashfs-tools time"
 dpkg -s $PKGS >/dev/null 2>&1 || die "missing packages: apt-get install $PKGS"
 DENO=$(readlink -f "${VMSIFT_DENO:-$(command -v deno)}") || die "no deno"
-if [ -z "${VMSIFT_LAUNCHER:-}" ]; then
-  VMSIFT_LAUNCHER=$REPO/packaging/vmsift; [ -x "$VMSIFT_LAUNCHER" ] || VMSIFT_LAUNCHER=$HERE/standin-launcher.sh
-fi
+VMSIFT_LAUNCHER=${VMSIFT_LAUNCHER:-$REPO/packaging/vmsift}
+[ -x "$VMSIFT_LAUNCHER" ] || die "no launcher $VMSIFT_LAUNCHER"
 # the kernel: from /boot, else extracted from its .deb (no installation); fallback: newest installable
 kernel_root() { # KVER -> prints the root holding boot/vmlinuz-KVER and lib/modules/KVER ("" = /)
   if [ -e "/boot/vmlinuz-$1" ] && [ -d "/lib/modules/$1" ]; then echo ""; return 0; fi
