@@ -10,15 +10,8 @@ import {
   resolveLoads,
   SAMPLE_BYTES,
 } from "./elfLoads.ts";
+import { NOT_PADDR, PT_LOAD, PT_NOTE, readElfCoreTable, u64n } from "./elfHeader.ts";
 
-const PT_LOAD = 1;
-const PT_NOTE = 4;
-const EM_X86_64 = 62;
-const EM_AARCH64 = 183;
-const ET_CORE = 4;
-const PN_XNUM = 0xffff;
-/** makedumpfile's NOT_PADDR: a PT_LOAD with no physical address. */
-const NOT_PADDR = 0xffffffffffffffffn;
 /** Physical addresses have at most 52 bits (x86_64 5-level paging, arm64 LPA/LPA2). */
 const MAX_PHYS_ADDR = 2 ** 52;
 /** Bound on program headers read from an untrusted file (a real vmcore has one per RAM range + notes). */
@@ -61,69 +54,7 @@ export function readElfCoreHeaders(
 ): ElfCoreHeaders {
   const path = file.path;
   const requireData = opts.requireData !== false;
-  if (file.size < 64) {
-    throw new VmsiftError(`not an ELF file: only ${file.size} bytes`, { file: path, offset: 0 });
-  }
-  const eh = new Uint8Array(64);
-  file.readExact(0, eh);
-  if (!ElfCore.sniff(eh)) throw new VmsiftError("not an ELF file (bad magic)", { file: path, offset: 0 });
-  if (eh[4] === 1) {
-    throw new VmsiftError(
-      "ELF32 vmcore (EI_CLASS 1) is not supported: vmsift reads ELF64 only; load the crash kernel without " +
-        "kexec's --elf32-core-headers",
-      { file: path, offset: 4 },
-    );
-  }
-  if (eh[4] !== 2) throw new VmsiftError(`not ELF64 (EI_CLASS ${eh[4]})`, { file: path, offset: 4 });
-  if (eh[5] !== 1) throw new VmsiftError(`not little-endian (EI_DATA ${eh[5]})`, { file: path, offset: 5 });
-  const dv = new DataView(eh.buffer);
-  const type = dv.getUint16(16, true);
-  const machine = dv.getUint16(18, true);
-  if (type !== ET_CORE) {
-    throw new VmsiftError(`not an ELF core file (e_type ${type})`, { file: path, offset: 16 });
-  }
-  if (machine !== EM_X86_64 && machine !== EM_AARCH64) {
-    throw new VmsiftError(`unsupported machine ${machine} (x86_64 = 62, arm64 = 183)`, {
-      file: path,
-      offset: 18,
-    });
-  }
-  const phoff = u64n(dv, 32, path);
-  const shoff = u64n(dv, 40, path);
-  const eFlags = dv.getUint32(48, true);
-  const phentsize = dv.getUint16(54, true);
-  let phnum = dv.getUint16(56, true);
-  const shentsize = dv.getUint16(58, true);
-  if (phentsize !== 56) {
-    throw new VmsiftError(`e_phentsize is ${phentsize}, expected 56`, { file: path, offset: 54 });
-  }
-  if (phnum === PN_XNUM) {
-    // Real count in section header 0's sh_info.
-    if (shoff === 0 || shentsize < 64 || shoff + 64 > file.size) {
-      throw new VmsiftError("e_phnum is PN_XNUM but there is no section header 0", {
-        file: path,
-        offset: 56,
-      });
-    }
-    const sh = new Uint8Array(64);
-    file.readExact(shoff, sh);
-    phnum = new DataView(sh.buffer).getUint32(44, true);
-  }
-  if (phnum === 0) throw new VmsiftError("no program headers (e_phnum 0)", { file: path, offset: 56 });
-  if (phnum > MAX_PHNUM) {
-    throw new VmsiftError(`e_phnum ${phnum} is implausible`, { file: path, offset: 56 });
-  }
-  if (phoff + phnum * 56 > file.size) {
-    throw new VmsiftError(
-      `program headers (${phnum} x 56 bytes at 0x${
-        phoff.toString(16)
-      }) are truncated: file is ${file.size} bytes`,
-      { file: path, offset: phoff },
-    );
-  }
-  const ph = new Uint8Array(phnum * 56);
-  file.readExact(phoff, ph);
-  const pv = new DataView(ph.buffer);
+  const { machine, eFlags, phoff, phnum, phdrs: pv } = readElfCoreTable(file, { maxPhnum: MAX_PHNUM });
   const loads: ElfLoad[] = [];
   const noteParts: NoteSegment[] = [];
   for (let i = 0; i < phnum; i++) {
@@ -362,12 +293,4 @@ export class ElfCore implements PhysicalMemory {
     this.mapped = undefined;
     this.file.close();
   }
-}
-
-function u64n(dv: DataView, at: number, file: string, fileOffset = at): number {
-  const v = dv.getBigUint64(at, true);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new VmsiftError(`64-bit field 0x${v.toString(16)} is out of range`, { file, offset: fileOffset });
-  }
-  return Number(v);
 }

@@ -75,7 +75,7 @@ export function resolveLoads(loads: readonly ElfLoad[], file: string): PhysSegme
   let active: ElfLoad[] = [];
   let cur: { load: ElfLoad; start: number; end: number } | undefined;
   const flush = () => {
-    if (cur !== undefined) out.push(slice(cur.load, cur.start, cur.end));
+    if (cur !== undefined) out.push(sliceSegment(cur.load, cur.start, cur.end));
     cur = undefined;
   };
   for (let k = 0; k + 1 < points.length; k++) {
@@ -192,7 +192,11 @@ function plain(l: ElfLoad): PhysSegment {
   };
 }
 
-function slice(l: ElfLoad, start: number, end: number): PhysSegment {
+/**
+ * The part [start, end) of segment `l` (physical addresses inside it), keeping its file offset and virtual
+ * address (a vaddr of 0, no mapping, stays 0); bytes past its file-backed part stay zeros.
+ */
+export function sliceSegment(l: PhysSegment, start: number, end: number): PhysSegment {
   const rel = start - l.paddr;
   return {
     paddr: start,

@@ -8,16 +8,13 @@
 import { VmsiftError } from "../core/errors.ts";
 import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
+import { EM_X86_64, NOT_PADDR, PHDR_SIZE, PT_LOAD, PT_NOTE, readElfCoreTable } from "./elfHeader.ts";
+import { sliceSegment } from "./elfLoads.ts";
 import { type ElfNote, parseNotes } from "./elfNotes.ts";
 import type { PhysRange } from "./iomem.ts";
 
-const PT_LOAD = 1;
-const PT_NOTE = 4;
-const EM_X86_64 = 62;
-const ET_CORE = 4;
 /** x86_64 __START_KERNEL_map: the kernel text's segment lies above it, the direct map below. */
 const START_KERNEL_MAP = 0xffffffff80000000n;
-const NOT_PADDR = 0xffffffffffffffffn;
 /** Bounds on what is read from the headers (kcore has a few dozen PT_LOADs and KiB of notes). */
 const MAX_PHNUM = 1 << 16;
 const MAX_NOTE_BYTES = 16 << 20;
@@ -70,32 +67,15 @@ export class KcoreMemory implements PhysicalMemory {
 
   static #parse(file: PositionalFile, exclude: readonly PhysRange[]): KcoreMemory {
     const path = file.path;
-    const eh = new Uint8Array(64);
-    if (file.readAt(0, eh) !== 64) {
-      throw new VmsiftError("not an ELF file (too short)", { file: path, offset: 0 });
+    const { machine, phoff, phnum, phdrs: pv } = readElfCoreTable(file, { maxPhnum: MAX_PHNUM });
+    if (machine !== EM_X86_64) {
+      throw new VmsiftError("not an x86_64 ELF core (kcore)", { file: path, offset: 18 });
     }
-    const dv = new DataView(eh.buffer);
-    if (dv.getUint32(0, false) !== 0x7f454c46 || eh[4] !== 2 || eh[5] !== 1) {
-      throw new VmsiftError("not a little-endian ELF64 file", { file: path, offset: 0 });
-    }
-    if (dv.getUint16(16, true) !== ET_CORE || dv.getUint16(18, true) !== EM_X86_64) {
-      throw new VmsiftError("not an x86_64 ELF core (kcore)", { file: path, offset: 16 });
-    }
-    const phoff = Number(dv.getBigUint64(32, true));
-    const phnum = dv.getUint16(56, true);
-    if (dv.getUint16(54, true) !== 56 || phnum === 0 || phnum > MAX_PHNUM) {
-      throw new VmsiftError(`implausible program headers (e_phnum ${phnum})`, { file: path, offset: 54 });
-    }
-    const ph = new Uint8Array(phnum * 56);
-    if (file.readAt(phoff, ph) !== ph.length) {
-      throw new VmsiftError("program headers are truncated", { file: path, offset: phoff });
-    }
-    const pv = new DataView(ph.buffer);
     const ram: PhysSegment[] = [];
     const notes: ElfNote[] = [];
     let textBytes = 0;
     for (let i = 0; i < phnum; i++) {
-      const b = i * 56;
+      const b = i * PHDR_SIZE;
       const type = pv.getUint32(b, true);
       const offset = pv.getBigUint64(b + 8, true);
       const vaddr = pv.getBigUint64(b + 16, true);
@@ -186,21 +166,10 @@ export function subtractRanges(
         next.push(s);
         continue;
       }
-      if (r.start > s.paddr) next.push(piece(s, s.paddr, r.start));
-      if (r.end < end) next.push(piece(s, r.end, end));
+      if (r.start > s.paddr) next.push(sliceSegment(s, s.paddr, r.start));
+      if (r.end < end) next.push(sliceSegment(s, r.end, end));
     }
     cur = next;
   }
   return cur;
-}
-
-function piece(s: PhysSegment, start: number, end: number): PhysSegment {
-  const rel = start - s.paddr;
-  return {
-    paddr: start,
-    memSize: end - start,
-    fileSize: Math.max(0, Math.min(end - start, s.fileSize - rel)),
-    fileOffset: s.fileOffset + rel,
-    vaddr: s.vaddr + BigInt(rel),
-  };
 }
