@@ -51,3 +51,32 @@ export function findSegment(segments: readonly PhysSegment[], paddr: number): nu
   }
   return -1;
 }
+
+/**
+ * Read `out.length` bytes at physical `paddr` from sorted, non-overlapping `segments`: file bytes through
+ * `readFile(fileOffset, part)`, zeros past a segment's file-backed part. False (out partly filled) when the
+ * range leaves the segments.
+ */
+export function readSegments(
+  segments: readonly PhysSegment[],
+  paddr: number,
+  out: Uint8Array,
+  readFile: (fileOffset: number, part: Uint8Array) => void,
+): boolean {
+  let pos = 0;
+  let idx = findSegment(segments, paddr);
+  while (pos < out.length) {
+    if (idx < 0 || idx >= segments.length) return false;
+    const s = segments[idx];
+    const a = paddr + pos;
+    if (a < s.paddr || a >= s.paddr + s.memSize) return false;
+    const inSeg = Math.min(out.length - pos, s.paddr + s.memSize - a);
+    const rel = a - s.paddr;
+    const fromFile = Math.max(0, Math.min(inSeg, s.fileSize - rel));
+    if (fromFile > 0) readFile(s.fileOffset + rel, out.subarray(pos, pos + fromFile));
+    if (fromFile < inSeg) out.fill(0, pos + fromFile, pos + inSeg);
+    pos += inSeg;
+    idx++;
+  }
+  return true;
+}

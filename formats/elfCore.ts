@@ -1,5 +1,5 @@
 import { VmsiftError } from "../core/errors.ts";
-import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
+import { findSegment, type PhysicalMemory, type PhysSegment, readSegments } from "../core/physMem.ts";
 import { MappedFile } from "../io/mappedFile.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
 import { type ElfNote, NT_PRSTATUS, parseNotes } from "./elfNotes.ts";
@@ -242,26 +242,11 @@ export class ElfCore implements PhysicalMemory {
     return this.notes.find((n) => n.name === "VMCOREINFO" && n.type === 0);
   }
 
+  /** #readFile bound once (readPhys is called per page). */
+  #readBound = (offset: number, part: Uint8Array): void => this.#readFile(offset, part);
+
   readPhys(paddr: number, out: Uint8Array): boolean {
-    let pos = 0;
-    let idx = findSegment(this.segments, paddr);
-    while (pos < out.length) {
-      if (idx < 0 || idx >= this.segments.length) return false;
-      const s = this.segments[idx];
-      const a = paddr + pos;
-      if (a < s.paddr || a >= s.paddr + s.memSize) return false;
-      const inSeg = Math.min(out.length - pos, s.paddr + s.memSize - a);
-      const rel = a - s.paddr;
-      const fromFile = Math.max(0, Math.min(inSeg, s.fileSize - rel));
-      if (fromFile > 0) {
-        const part = out.subarray(pos, pos + fromFile);
-        this.#readFile(s.fileOffset + rel, part);
-      }
-      if (fromFile < inSeg) out.fill(0, pos + fromFile, pos + inSeg);
-      pos += inSeg;
-      idx++;
-    }
-    return true;
+    return readSegments(this.segments, paddr, out, this.#readBound);
   }
 
   viewPhys(paddr: number, len: number): Uint8Array | null {

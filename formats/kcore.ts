@@ -6,7 +6,7 @@
  * (the crashkernel= reservation), as makedumpfile's get_kcore_dump_loads() does.
  */
 import { VmsiftError } from "../core/errors.ts";
-import { findSegment, type PhysicalMemory, type PhysSegment } from "../core/physMem.ts";
+import { type PhysicalMemory, type PhysSegment, readSegments } from "../core/physMem.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
 import { EM_X86_64, NOT_PADDR, PHDR_SIZE, PT_LOAD, PT_NOTE, readElfCoreTable } from "./elfHeader.ts";
 import { sliceSegment } from "./elfLoads.ts";
@@ -131,20 +131,11 @@ export class KcoreMemory implements PhysicalMemory {
     return this.notes.find((n) => n.name === "VMCOREINFO" && n.type === 0);
   }
 
+  /** The file read bound once (readPhys is called per page). */
+  #readBound = (offset: number, part: Uint8Array): void => this.#file.readExact(offset, part);
+
   readPhys(paddr: number, out: Uint8Array): boolean {
-    let pos = 0;
-    let idx = findSegment(this.segments, paddr);
-    while (pos < out.length) {
-      if (idx < 0 || idx >= this.segments.length) return false;
-      const s = this.segments[idx];
-      const a = paddr + pos;
-      if (a < s.paddr || a >= s.paddr + s.memSize) return false;
-      const n = Math.min(out.length - pos, s.paddr + s.memSize - a);
-      this.#file.readExact(s.fileOffset + (a - s.paddr), out.subarray(pos, pos + n));
-      pos += n;
-      idx++;
-    }
-    return true;
+    return readSegments(this.segments, paddr, out, this.#readBound);
   }
 
   close(): void {
