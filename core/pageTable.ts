@@ -12,7 +12,15 @@
 import { VmsiftError } from "./errors.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
-import type { KernelTranslator, LevelName, MappedPiece, WalkResult, WalkStep } from "./arch/walk.ts";
+import {
+  type KernelTranslator,
+  type LevelName,
+  type MappedPiece,
+  readPieces,
+  type WalkResult,
+  type WalkStep,
+  walkStopReason,
+} from "./arch/walk.ts";
 
 export { formatVtop, type LevelName, type MappedPiece, type WalkResult, type WalkStep } from "./arch/walk.ts";
 
@@ -136,25 +144,14 @@ export class X86Translator implements KernelTranslator {
       res.paddr = this.#leafPa + (lo & (this.#leafSize - 1));
       res.pageSize = this.#leafSize;
     } else {
-      const last = steps[steps.length - 1];
-      res.error = last === undefined
-        ? "no steps"
-        : last.entry === undefined
-        ? `cannot read ${last.level} table at 0x${last.tablePa.toString(16)}`
-        : `${last.level} entry not present (or out of range)`;
+      res.error = walkStopReason(steps, "not present");
     }
     return res;
   }
 
   /** Read virtual memory, crossing pages; false when any page is unmapped or outside the dump. */
   readVirt(vaddr: bigint, out: Uint8Array): boolean {
-    let pos = 0;
-    for (const p of this.mapRun(vaddr, out.length)) {
-      if (p.paddr === undefined) return false;
-      if (!this.mem.readPhys(p.paddr, out.subarray(pos, pos + p.len))) return false;
-      pos += p.len;
-    }
-    return pos === out.length;
+    return readPieces(this.mem, this.mapRun(vaddr, out.length), out);
   }
 
   /**

@@ -19,7 +19,15 @@
  * x86_64, numbers only in the walk (entries as two u32 halves), bounded depth, tables cached.
  */
 import type { PhysicalMemory } from "../physMem.ts";
-import type { KernelTranslator, LevelName, MappedPiece, WalkResult, WalkStep } from "./walk.ts";
+import {
+  type KernelTranslator,
+  type LevelName,
+  type MappedPiece,
+  readPieces,
+  type WalkResult,
+  type WalkStep,
+  walkStopReason,
+} from "./walk.ts";
 
 const TWO32 = 0x1_0000_0000;
 /** Page-table pages kept in the cache. */
@@ -141,25 +149,14 @@ export class Arm64Translator implements KernelTranslator {
       res.paddr = this.#leafPa + (va % this.#leafSize);
       res.pageSize = this.#leafSize;
     } else {
-      const last = steps[steps.length - 1];
-      res.error = last === undefined
-        ? "no steps"
-        : last.entry === undefined
-        ? `cannot read ${last.level} table at 0x${last.tablePa.toString(16)}`
-        : `${last.level} entry not valid (or out of range)`;
+      res.error = walkStopReason(steps, "not valid");
     }
     return res;
   }
 
   /** Read virtual memory, crossing pages; false when any page is unmapped or outside the dump. */
   readVirt(vaddr: bigint, out: Uint8Array): boolean {
-    let pos = 0;
-    for (const p of this.mapRun(vaddr, out.length)) {
-      if (p.paddr === undefined) return false;
-      if (!this.mem.readPhys(p.paddr, out.subarray(pos, pos + p.len))) return false;
-      pos += p.len;
-    }
-    return pos === out.length;
+    return readPieces(this.mem, this.mapRun(vaddr, out.length), out);
   }
 
   /** Physically contiguous pieces of [vaddr, vaddr + len), adjacent leaves merged (see KernelTranslator). */

@@ -3,6 +3,7 @@
  * `VirtualMemory` reads, the split of a virtual range into physically contiguous pieces (the scan and -e read
  * struct pages through it) and the step-by-step walk that `--vtop` prints. Architecture-neutral.
  */
+import type { PhysicalMemory } from "../physMem.ts";
 import type { VirtualMemory } from "../virtMem.ts";
 
 /** Names of the levels, top first. */
@@ -68,4 +69,31 @@ export function formatVtop(res: WalkResult): string {
   lines.push("VIRTUAL           PHYSICAL");
   lines.push(`${h16(res.vaddr)}  ${res.paddr === undefined ? "(not mapped)" : res.paddr.toString(16)}`);
   return lines.join("\n") + "\n";
+}
+
+/**
+ * Read `out` from the pieces of a mapRun() over it (in order, covering it exactly); false when a piece is
+ * unmapped or its physical bytes are outside the dump.
+ */
+export function readPieces(mem: PhysicalMemory, pieces: readonly MappedPiece[], out: Uint8Array): boolean {
+  let pos = 0;
+  for (const p of pieces) {
+    if (p.paddr === undefined) return false;
+    if (!mem.readPhys(p.paddr, out.subarray(pos, pos + p.len))) return false;
+    pos += p.len;
+  }
+  return pos === out.length;
+}
+
+/**
+ * Why a walk stopped without a leaf: its last step's table was unreadable, or that entry was
+ * `invalid` (the architecture's word: x86_64 "not present", arm64 "not valid").
+ */
+export function walkStopReason(steps: readonly WalkStep[], invalid: string): string {
+  const last = steps[steps.length - 1];
+  return last === undefined
+    ? "no steps"
+    : last.entry === undefined
+    ? `cannot read ${last.level} table at 0x${last.tablePa.toString(16)}`
+    : `${last.level} entry ${invalid} (or out of range)`;
 }
