@@ -13,6 +13,7 @@ import { VmsiftError } from "./errors.ts";
 import type { PhysicalMemory } from "./physMem.ts";
 import type { VmcoreInfo } from "./vmcoreinfo.ts";
 import {
+  appendPiece,
   type KernelTranslator,
   type LevelName,
   type MappedPiece,
@@ -183,16 +184,7 @@ export class X86Translator implements KernelTranslator {
         const off = span > TWO32 ? (hi % (span / TWO32)) * TWO32 + lo : lo % span;
         step = Math.min(left, span - off);
       }
-      const prev = out[out.length - 1];
-      if (
-        prev !== undefined &&
-        ((prev.paddr === undefined && pa === undefined) ||
-          (prev.paddr !== undefined && pa !== undefined && prev.paddr + prev.len === pa))
-      ) {
-        prev.len += step;
-      } else {
-        out.push({ vaddr: v, paddr: pa, len: step });
-      }
+      appendPiece(out, v, pa, step);
       v = BigInt.asUintN(64, v + BigInt(step));
       left -= step;
     }

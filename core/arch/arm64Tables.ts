@@ -20,6 +20,7 @@
  */
 import type { PhysicalMemory } from "../physMem.ts";
 import {
+  appendPiece,
   type KernelTranslator,
   type LevelName,
   type MappedPiece,
@@ -177,16 +178,7 @@ export class Arm64Translator implements KernelTranslator {
       } else {
         step = Math.min(left, this.#leafSize - (va % this.#leafSize));
       }
-      const prev = out[out.length - 1];
-      if (
-        prev !== undefined &&
-        ((prev.paddr === undefined && pa === undefined) ||
-          (prev.paddr !== undefined && pa !== undefined && prev.paddr + prev.len === pa))
-      ) {
-        prev.len += step;
-      } else {
-        out.push({ vaddr: v, paddr: pa, len: step });
-      }
+      appendPiece(out, v, pa, step);
       v = BigInt.asUintN(64, v + BigInt(step));
       left -= step;
     }

@@ -97,3 +97,17 @@ export function walkStopReason(steps: readonly WalkStep[], invalid: string): str
     ? `cannot read ${last.level} table at 0x${last.tablePa.toString(16)}`
     : `${last.level} entry ${invalid} (or out of range)`;
 }
+
+/** Append a piece to `out`, merged into the last one when both are unmapped or physically adjacent. */
+export function appendPiece(out: MappedPiece[], vaddr: bigint, paddr: number | undefined, len: number): void {
+  const prev = out[out.length - 1];
+  if (
+    prev !== undefined &&
+    ((prev.paddr === undefined && paddr === undefined) ||
+      (prev.paddr !== undefined && paddr !== undefined && prev.paddr + prev.len === paddr))
+  ) {
+    prev.len += len;
+  } else {
+    out.push({ vaddr, paddr, len });
+  }
+}
