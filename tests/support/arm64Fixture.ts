@@ -4,7 +4,7 @@
  * qemu-aarch64-static; see docs/arm64.md). Tests using these helpers skip when the fixture is absent.
  */
 import { fileURLToPath } from "node:url";
-import { CACHE_DIR } from "./fixture.ts";
+import { CACHE_DIR, isFile } from "./fixture.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 /** Directory of the real arm64 fixture. */
@@ -21,11 +21,7 @@ export const ARM64_MDF_SHA256 = {
 
 /** True when the arm64 fixture is there. */
 export function haveArm64(): boolean {
-  try {
-    return Deno.statSync(`${ARM64_DIR}/vmcore.elf.zst`).isFile;
-  } catch {
-    return false;
-  }
+  return isFile(`${ARM64_DIR}/vmcore.elf.zst`);
 }
 
 /** expected.json of the arm64 fixture. */
