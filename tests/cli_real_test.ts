@@ -9,6 +9,7 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import { assertCounts, sha256File } from "./support/compare.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -40,9 +41,7 @@ Deno.test({
         ]);
         assert.equal(r.code, 0, r.stderr);
         const got = JSON.parse(Deno.readTextFileSync(json));
-        for (const [k, v] of Object.entries(exp.dump_levels[level])) {
-          assert.equal(got[k], v, `-d ${level}: ${k}`);
-        }
+        assertCounts(got, exp.dump_levels[level], `-d ${level}`);
         assert.match(r.stdout, /Original pages {2}: 0x0000000000007fe0/);
         const v = await runVmsift(["verify", out, vmcore]);
         assert.equal(v.code, 0, v.stdout + v.stderr);
@@ -139,11 +138,6 @@ Deno.test({
   },
 });
 
-async function sha256(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** sha256 of makedumpfile 1.7.2's -c -d 31 file (expected.json). */
 function mdfC31Sha256(): string {
   return (realExpected().outputs_d31 as Record<string, { sha256: string }>)["makedumpfile-c-d31.kdump"]
@@ -171,7 +165,7 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /codec: zlib \(libz 1\.\d+\.\d+ \(FFI\)\)/);
-      assert.equal(await sha256(out), mdfC31Sha256());
+      assert.equal(await sha256File(out), mdfC31Sha256());
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
@@ -192,7 +186,7 @@ Deno.test({
       assert.match(r.stderr, /codec: zlib \(libdeflate \(FFI\)\)/);
       assert.doesNotMatch(r.stderr + r.stdout, /warning/);
       // valid zlib, but not makedumpfile's bytes (that is --codec-engine libz)
-      assert.notEqual(await sha256(one), mdfC31Sha256());
+      assert.notEqual(await sha256File(one), mdfC31Sha256());
       // every compressed page decodes with zlib's own uncompress() (crash's call) to exactly one page
       const k = KdumpFile.open(one);
       const libz = new NativeZlibCodec(4096);
@@ -217,7 +211,7 @@ Deno.test({
       assert.match(v.stdout, /ok: \d+ pages, all correct/);
       const t = await runVmsift(["-c", "-d", "31", "--no-image-guard", "--num-threads", "2", vmcore, two]);
       assert.equal(t.code, 0, t.stderr);
-      assert.equal(await sha256(two), await sha256(one), "--num-threads 2 = one thread");
+      assert.equal(await sha256File(two), await sha256File(one), "--num-threads 2 = one thread");
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
@@ -238,7 +232,7 @@ Deno.test({
         stderr: "piped",
       }).outputSync();
       assert.equal(mdf.code, 0, new TextDecoder().decode(mdf.stderr));
-      const want = await sha256(ref);
+      const want = await sha256File(ref);
       for (const engine of ["auto", "builtin"]) {
         const out = `${dir}/l-${engine}.kdump`;
         const r = await runVmsift([
@@ -252,7 +246,7 @@ Deno.test({
           out,
         ]);
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(await sha256(out), want, `--codec-engine ${engine}`);
+        assert.equal(await sha256File(out), want, `--codec-engine ${engine}`);
       }
     } finally {
       Deno.removeSync(dir, { recursive: true });

@@ -23,15 +23,11 @@ import { parseCommandLine, UsageError } from "../cli/options.ts";
 import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { sha256File } from "./support/compare.ts";
 
 const PS = 4096;
 const here = fileURLToPath(new URL(".", import.meta.url));
 const codecWorkerModule = new URL("../formats/codecs/codecWorker.ts", import.meta.url).href;
-
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Constructed vmcore: segment A = pfns 0..39, hole 40..47, segment B = pfns 48..71 + half a page (pfn 72).
@@ -184,7 +180,7 @@ Deno.test("parallel writer: byte-identical to writeKdump for every codec, 1-3 th
       assert.equal(r0.dumpablePages, MAX_MAPNR - 8 - 4);
       assert.ok(r0.rawPages > 0 && r0.compressedPages > 0, `${name}: raw and compressed pages`);
       if (level & 1) assert.ok(r0.zeroPages > 0);
-      const want = await sha256(ref);
+      const want = await sha256File(ref);
       // [threads, batchPages, inflightPerWorker, mainCompresses]: one-page batches, tiny pools, the main
       // thread compressing too, all pages in one batch
       const configs: [number, number, number, boolean][] = [
@@ -205,7 +201,7 @@ Deno.test("parallel writer: byte-identical to writeKdump for every codec, 1-3 th
         const what = `${name} (${codec.impl}) -d ${level}, ${threads} threads, batches of ${batchPages}` +
           (mainCompresses ? ", main compresses" : "");
         assert.deepEqual(r, r0, what);
-        assert.equal(await sha256(out), want, what);
+        assert.equal(await sha256File(out), want, what);
       }
     }
   }
@@ -362,14 +358,14 @@ Deno.test({
         const ref = `${dir}/ref.kdump`;
         const r0 = await runVmsift([...base, ref]);
         assert.equal(r0.code, 0, r0.stderr);
-        const want = await sha256(ref);
+        const want = await sha256File(ref);
         const outs = [1, 2, 3].map((t) => `${dir}/t${t}.kdump`);
         const runs = await Promise.all(
           [1, 2, 3].map((t) => runVmsift(["--num-threads", String(t), ...base, outs[t - 1]])),
         );
         for (let i = 0; i < 3; i++) {
           assert.equal(runs[i].code, 0, runs[i].stderr);
-          assert.equal(await sha256(outs[i]), want, `${opt} -d ${level} --num-threads ${i + 1}`);
+          assert.equal(await sha256File(outs[i]), want, `${opt} -d ${level} --num-threads ${i + 1}`);
         }
         for (const f of [ref, ...outs]) Deno.removeSync(f);
       }
@@ -458,7 +454,7 @@ Deno.test({
       };
       await run([], `${dir}/t1.kdump`);
       await run(["--num-threads", "2"], `${dir}/t2.kdump`);
-      assert.equal(await sha256(`${dir}/t2.kdump`), await sha256(`${dir}/t1.kdump`));
+      assert.equal(await sha256File(`${dir}/t2.kdump`), await sha256File(`${dir}/t1.kdump`));
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

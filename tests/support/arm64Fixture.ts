@@ -54,9 +54,3 @@ export async function unpackArm64(name: string): Promise<string> {
 export function arm64Vmcore(): Promise<string> {
   return unpackArm64("vmcore.elf");
 }
-
-/** sha256 of a file, hex. */
-export async function sha256File(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
