@@ -7,7 +7,6 @@
  * single bundled file works with --num-threads.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { MemBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { ElfCore } from "../formats/elfCore.ts";
@@ -22,11 +21,10 @@ import { dumpVmcore } from "../dump/run.ts";
 import { parseCommandLine, UsageError } from "../cli/options.ts";
 import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
-import { MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { bundleVmsift, runVmsift, tempDir } from "./support/run.ts";
 import { sha256File } from "./support/compare.ts";
 
 const PS = 4096;
-const here = fileURLToPath(new URL(".", import.meta.url));
 const codecWorkerModule = new URL("../formats/codecs/codecWorker.ts", import.meta.url).href;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -418,13 +416,7 @@ Deno.test({
     const dir = tempDir("vmsift-parallel-bundle-");
     try {
       const bundle = `${dir}/vmsift.js`;
-      const b = await new Deno.Command(Deno.execPath(), {
-        args: ["bundle", "--platform=deno", "-o", bundle, MAIN],
-        cwd: `${here}..`,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
+      bundleVmsift(bundle);
       const empty = `${dir}/cwd`;
       Deno.mkdirSync(empty);
       const run = async (extra: string[], out: string) => {

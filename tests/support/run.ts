@@ -1,4 +1,5 @@
 /** Run the vmsift CLI (main.ts) as a subprocess, as users and kdump scripts do. */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 
 /** Absolute path of main.ts. */
@@ -31,6 +32,17 @@ export async function runVmsift(
   const out = await child.output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Build the shipped single-file vmsift.js at `out` (`deno bundle --platform=deno`); asserts it succeeded. */
+export function bundleVmsift(out: string): void {
+  const b = new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--platform=deno", "-o", out, MAIN],
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
 }
 
 /** Whether a program is on PATH (for reference tools such as makedumpfile and crash). */
