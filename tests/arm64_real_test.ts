@@ -15,7 +15,7 @@ import {
   haveArm64,
 } from "./support/arm64Fixture.ts";
 import { assertCounts, sha256File } from "./support/compare.ts";
-import { MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { MAIN, runVmsift, withTempDir } from "./support/run.ts";
 
 const LEVELS = ["0", "1", "2", "4", "8", "16", "31"];
 
@@ -25,8 +25,7 @@ Deno.test({
   async fn() {
     const vmcore = await arm64Vmcore();
     const exp = arm64Expected();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of LEVELS) {
         const out = `${dir}/d${level}.kdump`;
         const json = `${dir}/d${level}.json`;
@@ -41,9 +40,7 @@ Deno.test({
         }
         Deno.removeSync(out);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -52,8 +49,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const cases: [string[], string, string][] = [
         [["-d", "31"], "raw.kdump", ARM64_MDF_SHA256.rawD31],
         [["-E", "-d", "31"], "d31.elf", ARM64_MDF_SHA256.elfD31],
@@ -67,9 +63,7 @@ Deno.test({
       // The -E file is an arm64 core: e_machine EM_AARCH64 (183).
       const eh = new DataView(Deno.readFileSync(`${dir}/d31.elf`).buffer);
       assert.equal(eh.getUint16(18, true), 183);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -78,8 +72,7 @@ Deno.test({
   ignore: !haveArm64() || !loadLibz().ok,
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/c.kdump`;
       const r = await runVmsift([
         "-c",
@@ -97,9 +90,7 @@ Deno.test({
       assert.equal(info.code, 0, info.stderr);
       assert.match(info.stdout, / aarch64 /); // the header's utsname machine
       assert.match(info.stdout, /phys_base +0xffff9df100000000 /); // NUMBER(PHYS_OFFSET), negative
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -109,8 +100,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const r = await runVmsift(["--dump-dmesg", vmcore, `${dir}/dmesg.txt`]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(Deno.readFileSync(`${dir}/dmesg.txt`), Deno.readFileSync(`${ARM64_DIR}/dmesg.txt`));
@@ -122,9 +112,7 @@ Deno.test({
       // A kernel-image address: PA = VA - kimage_voffset.
       const pa = uts - BigInt(arm64Expected().kimage_voffset as string);
       assert.match(v.stdout, new RegExp(`${uts.toString(16)} +${pa.toString(16)}\\n`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -146,8 +134,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const direct = `${dir}/direct.kdump`;
       assert.equal((await runVmsift(["-l", "-d", "31", "--no-image-guard", vmcore, direct])).code, 0);
       const want = await sha256File(direct);
@@ -183,9 +170,7 @@ Deno.test({
       }
       const v = await runVmsift(["verify", `${dir}/rf.kdump`, vmcore]);
       assert.equal(v.code, 0, v.stdout + v.stderr);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -213,8 +198,7 @@ Deno.test({
     } finally {
       core.close();
     }
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const json = `${dir}/e.json`;
       const out = `${dir}/e.kdump`;
       const r = await runVmsift([
@@ -239,8 +223,6 @@ Deno.test({
       );
       const v = await runVmsift(["verify", out, vmcore]);
       assert.equal(v.code, 0, v.stdout + v.stderr);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

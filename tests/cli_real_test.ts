@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
+import { haveProgram, runVmsift, withTempDir } from "./support/run.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
@@ -22,8 +22,7 @@ Deno.test({
   async fn() {
     const vmcore = await realVmcore();
     const exp = realExpected();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of LEVELS) {
         const out = `${dir}/d${level}.kdump`;
         const json = `${dir}/d${level}.json`;
@@ -48,9 +47,7 @@ Deno.test({
         assert.match(v.stdout, /ok: \d+ pages, all correct/);
         Deno.removeSync(out);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -58,8 +55,7 @@ Deno.test({
   name: "cli real: QEMU 7.2's original ELF layout (phdrs at 192) dumps to the same file as the fixed layout",
   ignore: !haveReal(),
   async fn() {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const a = await runVmsift(["-d", "31", await realVmcore(), `${dir}/a.kdump`]);
       const b = await runVmsift(["-d", "31", await realVmcoreQemuLayout(), `${dir}/b.kdump`]);
       assert.equal(a.code, 0, a.stderr);
@@ -68,9 +64,7 @@ Deno.test({
       const fb = Deno.readFileSync(`${dir}/b.kdump`);
       // Only the copied notes' file offsets could differ; they do not, since QEMU's notes did not move.
       assert.deepEqual(fa, fb);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -79,8 +73,7 @@ Deno.test({
   ignore: !haveReal() || !haveProgram("makedumpfile"),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of ["31", "1", "0"]) {
         const ref = `${dir}/ref-${level}.kdump`;
         const mdf = new Deno.Command("makedumpfile", {
@@ -106,9 +99,7 @@ Deno.test({
         Deno.removeSync(ref);
         Deno.removeSync(ours);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -117,8 +108,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const log = `${dir}/dmesg.txt`;
       const r = await runVmsift(["--dump-dmesg", vmcore, log]);
       assert.equal(r.code, 0, r.stderr);
@@ -132,9 +122,7 @@ Deno.test({
       const pa = (0xffffffff9effb000n - 0xffffffff80000000n + BigInt(realExpected().phys_base as number)) &
         ((1n << 64n) - 1n);
       assert.match(v.stdout, new RegExp(`ffffffff9effb000 +${pa.toString(16)}\\n`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -149,8 +137,7 @@ Deno.test({
   ignore: !haveReal() || !loadLibz().ok,
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/c31.kdump`;
       const r = await runVmsift([
         "-c",
@@ -166,9 +153,7 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /codec: zlib \(libz 1\.\d+\.\d+ \(FFI\)\)/);
       assert.equal(await sha256File(out), mdfC31Sha256());
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -178,8 +163,7 @@ Deno.test({
   ignore: !haveReal() || !loadLibdeflate().ok || !loadLibz().ok,
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const one = `${dir}/t1.kdump`, two = `${dir}/t2.kdump`;
       const r = await runVmsift(["-c", "-d", "31", "--no-image-guard", "-D", vmcore, one]);
       assert.equal(r.code, 0, r.stderr);
@@ -212,9 +196,7 @@ Deno.test({
       const t = await runVmsift(["-c", "-d", "31", "--no-image-guard", "--num-threads", "2", vmcore, two]);
       assert.equal(t.code, 0, t.stderr);
       assert.equal(await sha256File(two), await sha256File(one), "--num-threads 2 = one thread");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -223,8 +205,7 @@ Deno.test({
   ignore: !haveReal() || !haveProgram("makedumpfile"),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const ref = `${dir}/mdf-l.kdump`;
       const mdf = new Deno.Command("makedumpfile", {
         args: ["--message-level", "0", "-l", "-d", "31", vmcore, ref],
@@ -248,8 +229,6 @@ Deno.test({
         assert.equal(r.code, 0, r.stderr);
         assert.equal(await sha256File(out), want, `--codec-engine ${engine}`);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

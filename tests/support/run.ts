@@ -60,6 +60,16 @@ export function tempDir(prefix = "vmsift-test-"): string {
   return Deno.makeTempDirSync({ dir: Deno.env.get("VMSIFT_TEST_TMP") ?? "/var/tmp", prefix });
 }
 
+/** Run `fn` with a fresh temporary directory (see tempDir), removed afterwards, pass or fail. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix?: string): Promise<T> {
+  const dir = tempDir(prefix);
+  try {
+    return await fn(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
 /**
  * A `tmp(name)` that makes a fresh temporary directory per call and a `test()` (Deno.test's signature) that
  * removes every directory `tmp` made during the test, pass or fail. Tests in one file run one at a time
