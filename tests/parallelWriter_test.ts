@@ -21,7 +21,7 @@ import { dumpVmcore } from "../dump/run.ts";
 import { parseCommandLine, UsageError } from "../cli/options.ts";
 import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
-import { bundleVmsift, runVmsift, tempDir } from "./support/run.ts";
+import { bundleVmsift, runVmsift, tempDir, withTempDir } from "./support/run.ts";
 import { sha256File } from "./support/compare.ts";
 
 const PS = 4096;
@@ -349,8 +349,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-real-");
-    try {
+    await withTempDir(async (dir) => {
       for (const [opt, level] of [["-c", "31"], ["-l", "31"], ["-z", "31"], ["-p", "31"], ["-l", "1"]]) {
         const base = ["--message-level", "0", "--no-direct-io", opt, "-d", level, vmcore];
         const ref = `${dir}/ref.kdump`;
@@ -367,9 +366,7 @@ Deno.test({
         }
         for (const f of [ref, ...outs]) Deno.removeSync(f);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    }, "vmsift-parallel-real-");
   },
 });
 
@@ -378,8 +375,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-real-");
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/broken.kdump`;
       const odd: PageCodec = {
         name: "nosuch",
@@ -401,9 +397,7 @@ Deno.test({
         VmsiftError,
       );
       assert.ok(!exists(out));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    }, "vmsift-parallel-real-");
   },
 });
 
@@ -413,8 +407,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-bundle-");
-    try {
+    await withTempDir(async (dir) => {
       const bundle = `${dir}/vmsift.js`;
       bundleVmsift(bundle);
       const empty = `${dir}/cwd`;
@@ -447,8 +440,6 @@ Deno.test({
       await run([], `${dir}/t1.kdump`);
       await run(["--num-threads", "2"], `${dir}/t2.kdump`);
       assert.equal(await sha256File(`${dir}/t2.kdump`), await sha256File(`${dir}/t1.kdump`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    }, "vmsift-parallel-bundle-");
   },
 });

@@ -14,7 +14,7 @@ import { extractDmesg } from "../core/printk.ts";
 import { statsJson } from "../core/stats.ts";
 import { generateArm64 } from "../fixtures/synthetic/arm64.ts";
 import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
-import { runVmsift, tempDir } from "./support/run.ts";
+import { runVmsift, withTempDir } from "./support/run.ts";
 import { assertCounts } from "./support/compare.ts";
 
 const LEVELS = [0, 1, 2, 4, 8, 16, 31];
@@ -44,8 +44,7 @@ function generateIn(dir: string, ps: number, va: number, running: number, seed: 
 
 for (const [ps, va, running, levels] of CONFIGS) {
   Deno.test(`synthetic arm64 ${ps / 1024}K pages, VA_BITS=${va} running ${running}: counts, dmesg, walk, image`, async () => {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const path = generateIn(dir, ps, va, running, 3 + va + ps / 4096);
       const m = JSON.parse(Deno.readTextFileSync(`${path}.manifest.json`));
       assert.equal(m.levels, levels, "generator levels");
@@ -80,15 +79,12 @@ for (const [ps, va, running, levels] of CONFIGS) {
       } finally {
         input.core.close();
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   });
 }
 
 Deno.test("synthetic arm64 16K and 64K pages: -c/-l/-E files verify; -e; the header says aarch64", async () => {
-  const dir = tempDir();
-  try {
+  await withTempDir(async (dir) => {
     for (const ps of [16384, 65536]) {
       const path = generateIn(dir, ps, 48, 48, 11);
       const m = JSON.parse(Deno.readTextFileSync(`${path}.manifest.json`));
@@ -133,7 +129,5 @@ Deno.test("synthetic arm64 16K and 64K pages: -c/-l/-E files verify; -e; the hea
       assert.equal(again.code, 0, again.stderr);
       assert.equal(JSON.parse(Deno.readTextFileSync(json)).remaining, m.dump_levels["31"].remaining);
     }
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  });
 });
