@@ -15,7 +15,7 @@ import {
   haveArm64,
 } from "./support/arm64Fixture.ts";
 import { assertCounts, sha256File } from "./support/compare.ts";
-import { MAIN, runVmsift, withTempDir } from "./support/run.ts";
+import { MAIN, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 
 const LEVELS = ["0", "1", "2", "4", "8", "16", "31"];
 
@@ -75,11 +75,7 @@ Deno.test({
     await withTempDir(async (dir) => {
       const out = `${dir}/c.kdump`;
       const r = await runVmsift([
-        "-c",
-        "--codec-engine",
-        "libz",
-        "-d",
-        "31",
+        ...MDF_C31_ARGS,
         "--no-image-guard",
         vmcore,
         out,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
-import { haveProgram, runVmsift, withTempDir } from "./support/run.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
@@ -140,11 +140,7 @@ Deno.test({
     await withTempDir(async (dir) => {
       const out = `${dir}/c31.kdump`;
       const r = await runVmsift([
-        "-c",
-        "--codec-engine",
-        "libz",
-        "-d",
-        "31",
+        ...MDF_C31_ARGS,
         "--no-image-guard",
         "-D",
         vmcore,

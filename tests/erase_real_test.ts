@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { ElfCore } from "../formats/elfCore.ts";
 import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDirTests } from "./support/run.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, tempDirTests } from "./support/run.ts";
 
 const { tmp, test } = tempDirTests("vmsift-erase-");
 const newDir = (n: string) => {
@@ -103,11 +103,7 @@ function eraseinfoOf(path: string): string {
 async function vmsift(dir: string, name: string, extra: string[]): Promise<string> {
   const out = `${dir}/${name}.kdump`;
   const r = await runVmsift([
-    "-c",
-    "-d",
-    "31",
-    "--codec-engine",
-    "libz",
+    ...MDF_C31_ARGS,
     "--message-level",
     "4",
     ...extra,

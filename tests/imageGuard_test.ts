@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { liveImageSections, mappedImagePfns } from "../core/imageGuard.ts";
 import { haveReal, realExpected, realVmcore } from "./support/fixture.ts";
-import { haveProgram, runVmsift, withTempDir } from "./support/run.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 
 const K = 0xffffffff81000000n;
 /** The real 6.1 kernel's layout (System.map of 6.1.0-56-amd64, unrelocated). */
@@ -101,11 +101,7 @@ Deno.test("image guard: page tables (no kallsyms): the pieces mapped at the line
 async function checkSize(vmcore: string, makedumpfileBytes: number, dir: string): Promise<void> {
   const out = `${dir}/vmsift.kdump`;
   const r = await runVmsift([
-    "-c",
-    "-d",
-    "31",
-    "--codec-engine",
-    "libz",
+    ...MDF_C31_ARGS,
     "--message-level",
     "16",
     vmcore,

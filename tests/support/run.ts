@@ -34,6 +34,9 @@ export async function runVmsift(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** `-c --codec-engine libz -d 31`: the options whose file is byte-identical to makedumpfile -c -d 31's. */
+export const MDF_C31_ARGS: readonly string[] = ["-c", "--codec-engine", "libz", "-d", "31"];
+
 /** Build the shipped single-file vmsift.js at `out` (`deno bundle --platform=deno`); asserts it succeeded. */
 export function bundleVmsift(out: string): void {
   const b = new Deno.Command(Deno.execPath(), {
