@@ -8,17 +8,15 @@
  * one). Ignored without them.
  */
 import assert from "node:assert/strict";
-import { ARM64_DIR, arm64Expected, arm64Vmcore, haveArm64, sha256File } from "./support/arm64Fixture.ts";
+import { ARM64_DIR, arm64Expected, arm64Vmcore, haveArm64 } from "./support/arm64Fixture.ts";
+import { isFile } from "./support/fixture.ts";
+import { sha256File } from "./support/compare.ts";
 import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
 
 const SYSROOT = Deno.env.get("VMSIFT_ARM64_SYSROOT") ?? "/tmp/vmcore-arm64/root";
 
 function haveSysroot(): boolean {
-  try {
-    return Deno.statSync(`${SYSROOT}/usr/bin/makedumpfile`).isFile;
-  } catch {
-    return false;
-  }
+  return isFile(`${SYSROOT}/usr/bin/makedumpfile`);
 }
 
 /** Run the arm64 makedumpfile under user-mode emulation. */

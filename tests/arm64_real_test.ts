@@ -13,9 +13,9 @@ import {
   arm64Expected,
   arm64Vmcore,
   haveArm64,
-  sha256File,
 } from "./support/arm64Fixture.ts";
-import { MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { assertCounts, sha256File } from "./support/compare.ts";
+import { MAIN, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 
 const LEVELS = ["0", "1", "2", "4", "8", "16", "31"];
 
@@ -25,17 +25,14 @@ Deno.test({
   async fn() {
     const vmcore = await arm64Vmcore();
     const exp = arm64Expected();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of LEVELS) {
         const out = `${dir}/d${level}.kdump`;
         const json = `${dir}/d${level}.json`;
         const r = await runVmsift(["-l", "-d", level, "--no-image-guard", "--stats-json", json, vmcore, out]);
         assert.equal(r.code, 0, r.stderr);
         const got = JSON.parse(Deno.readTextFileSync(json));
-        for (const [k, v] of Object.entries(exp.dump_levels[level])) {
-          assert.equal(got[k], v, `-d ${level}: ${k}`);
-        }
+        assertCounts(got, exp.dump_levels[level], `-d ${level}`);
         if (level === "0" || level === "31") {
           const v = await runVmsift(["verify", out, vmcore]);
           assert.equal(v.code, 0, v.stdout + v.stderr);
@@ -43,9 +40,7 @@ Deno.test({
         }
         Deno.removeSync(out);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -54,8 +49,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const cases: [string[], string, string][] = [
         [["-d", "31"], "raw.kdump", ARM64_MDF_SHA256.rawD31],
         [["-E", "-d", "31"], "d31.elf", ARM64_MDF_SHA256.elfD31],
@@ -69,9 +63,7 @@ Deno.test({
       // The -E file is an arm64 core: e_machine EM_AARCH64 (183).
       const eh = new DataView(Deno.readFileSync(`${dir}/d31.elf`).buffer);
       assert.equal(eh.getUint16(18, true), 183);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -80,15 +72,10 @@ Deno.test({
   ignore: !haveArm64() || !loadLibz().ok,
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/c.kdump`;
       const r = await runVmsift([
-        "-c",
-        "--codec-engine",
-        "libz",
-        "-d",
-        "31",
+        ...MDF_C31_ARGS,
         "--no-image-guard",
         vmcore,
         out,
@@ -99,9 +86,7 @@ Deno.test({
       assert.equal(info.code, 0, info.stderr);
       assert.match(info.stdout, / aarch64 /); // the header's utsname machine
       assert.match(info.stdout, /phys_base +0xffff9df100000000 /); // NUMBER(PHYS_OFFSET), negative
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -111,8 +96,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const r = await runVmsift(["--dump-dmesg", vmcore, `${dir}/dmesg.txt`]);
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(Deno.readFileSync(`${dir}/dmesg.txt`), Deno.readFileSync(`${ARM64_DIR}/dmesg.txt`));
@@ -124,9 +108,7 @@ Deno.test({
       // A kernel-image address: PA = VA - kimage_voffset.
       const pa = uts - BigInt(arm64Expected().kimage_voffset as string);
       assert.match(v.stdout, new RegExp(`${uts.toString(16)} +${pa.toString(16)}\\n`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -148,8 +130,7 @@ Deno.test({
   ignore: !haveArm64(),
   async fn() {
     const vmcore = await arm64Vmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const direct = `${dir}/direct.kdump`;
       assert.equal((await runVmsift(["-l", "-d", "31", "--no-image-guard", vmcore, direct])).code, 0);
       const want = await sha256File(direct);
@@ -185,9 +166,7 @@ Deno.test({
       }
       const v = await runVmsift(["verify", `${dir}/rf.kdump`, vmcore]);
       assert.equal(v.code, 0, v.stdout + v.stderr);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -215,8 +194,7 @@ Deno.test({
     } finally {
       core.close();
     }
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const json = `${dir}/e.json`;
       const out = `${dir}/e.kdump`;
       const r = await runVmsift([
@@ -233,7 +211,7 @@ Deno.test({
       const got = JSON.parse(Deno.readTextFileSync(json));
       // With the guard on (the default) the counts are still makedumpfile's: the guarded pages are live.
       assert.equal(got.kept_kernel_image, 0);
-      for (const [k, v] of Object.entries(arm64Expected().dump_levels["31"])) assert.equal(got[k], v, k);
+      assertCounts(got, arm64Expected().dump_levels["31"], "-d 31");
       // 65536 struct pages of 64 bytes = 1024 vmemmap pages; most describe only free/excluded pfns.
       assert.ok(
         got.vmemmap_pages_excluded > 512 && got.vmemmap_pages_excluded <= 1024,
@@ -241,8 +219,6 @@ Deno.test({
       );
       const v = await runVmsift(["verify", out, vmcore]);
       assert.equal(v.code, 0, v.stdout + v.stderr);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

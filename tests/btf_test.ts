@@ -13,7 +13,7 @@ import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { BtfBuilder } from "../fixtures/synthetic/btf.ts";
 import { ElfCore } from "../formats/elfCore.ts";
 import { readElfSection } from "../formats/elfSymbols.ts";
-import { haveReal, realVmcore } from "./support/fixture.ts";
+import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
 import { haveProgram } from "./support/run.ts";
 
 /** struct demo { int a; union { long b; struct { char c; unsigned flag:3, mode:5; }; }; char name[65]; demo_t *next; } */
@@ -80,15 +80,6 @@ Deno.test("btf: a dump without __start_BTF says the kernel has no BTF", () => {
   );
 });
 
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
-const haveVmlinux = (() => {
-  try {
-    return Deno.statSync(VMLINUX).isFile;
-  } catch {
-    return false;
-  }
-})();
-
 async function realBtf(): Promise<{ btf: Btf; info: VmcoreInfo }> {
   const core = ElfCore.open(await realVmcore());
   try {
@@ -134,7 +125,7 @@ Deno.test(
 
 Deno.test({
   name: "btf: the dump's BTF is the debug vmlinux's .BTF section",
-  ignore: !haveReal() || !haveVmlinux,
+  ignore: !haveReal() || !haveVmlinux(),
   async fn() {
     const { btf } = await realBtf();
     const section = readElfSection(VMLINUX, ".BTF");
@@ -146,7 +137,7 @@ Deno.test({
 
 Deno.test({
   name: "btf: real 6.1 dump, bitfields and anonymous members against pahole (DWARF)",
-  ignore: !haveReal() || !haveVmlinux || !haveProgram("pahole"),
+  ignore: !haveReal() || !haveVmlinux() || !haveProgram("pahole"),
   async fn() {
     const { btf } = await realBtf();
     for (const struct of ["sk_buff", "page", "task_struct", "uts_namespace"]) {

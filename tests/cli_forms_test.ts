@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { ElfCore } from "../formats/elfCore.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
-import { haveProgram, MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { haveProgram, MAIN, runVmsift, withTempDir } from "./support/run.ts";
 
 async function sha(path: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
@@ -42,8 +42,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn(t) {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const direct = `${dir}/direct.kdump`;
       assert.equal((await runVmsift(["-c", "-d", "31", vmcore, direct])).code, 0);
       const want = await sha(direct);
@@ -96,9 +95,7 @@ Deno.test({
       const rf = await runVmsift(["-c", "-d", "31", d1, `${dir}/refiltered.kdump`]);
       assert.equal(rf.code, 0, rf.stderr);
       assert.equal(await sha(`${dir}/refiltered.kdump`), want, "re-filter -d 1 → -c -d 31");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -107,8 +104,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/e.elf`;
       const r = await runVmsift(["-E", "-d", "31", vmcore, out]);
       assert.equal(r.code, 0, r.stderr);
@@ -133,8 +129,6 @@ Deno.test({
       }
       const bad = await runVmsift(["-E", "-c", vmcore, `${dir}/x.elf`]);
       assert.equal(bad.code, 1);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

@@ -4,11 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
+import { assertCounts, sha256File } from "./support/compare.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -21,8 +22,7 @@ Deno.test({
   async fn() {
     const vmcore = await realVmcore();
     const exp = realExpected();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of LEVELS) {
         const out = `${dir}/d${level}.kdump`;
         const json = `${dir}/d${level}.json`;
@@ -40,18 +40,14 @@ Deno.test({
         ]);
         assert.equal(r.code, 0, r.stderr);
         const got = JSON.parse(Deno.readTextFileSync(json));
-        for (const [k, v] of Object.entries(exp.dump_levels[level])) {
-          assert.equal(got[k], v, `-d ${level}: ${k}`);
-        }
+        assertCounts(got, exp.dump_levels[level], `-d ${level}`);
         assert.match(r.stdout, /Original pages {2}: 0x0000000000007fe0/);
         const v = await runVmsift(["verify", out, vmcore]);
         assert.equal(v.code, 0, v.stdout + v.stderr);
         assert.match(v.stdout, /ok: \d+ pages, all correct/);
         Deno.removeSync(out);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -59,8 +55,7 @@ Deno.test({
   name: "cli real: QEMU 7.2's original ELF layout (phdrs at 192) dumps to the same file as the fixed layout",
   ignore: !haveReal(),
   async fn() {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const a = await runVmsift(["-d", "31", await realVmcore(), `${dir}/a.kdump`]);
       const b = await runVmsift(["-d", "31", await realVmcoreQemuLayout(), `${dir}/b.kdump`]);
       assert.equal(a.code, 0, a.stderr);
@@ -69,9 +64,7 @@ Deno.test({
       const fb = Deno.readFileSync(`${dir}/b.kdump`);
       // Only the copied notes' file offsets could differ; they do not, since QEMU's notes did not move.
       assert.deepEqual(fa, fb);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -80,8 +73,7 @@ Deno.test({
   ignore: !haveReal() || !haveProgram("makedumpfile"),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       for (const level of ["31", "1", "0"]) {
         const ref = `${dir}/ref-${level}.kdump`;
         const mdf = new Deno.Command("makedumpfile", {
@@ -107,9 +99,7 @@ Deno.test({
         Deno.removeSync(ref);
         Deno.removeSync(ours);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -118,8 +108,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const log = `${dir}/dmesg.txt`;
       const r = await runVmsift(["--dump-dmesg", vmcore, log]);
       assert.equal(r.code, 0, r.stderr);
@@ -133,16 +122,9 @@ Deno.test({
       const pa = (0xffffffff9effb000n - 0xffffffff80000000n + BigInt(realExpected().phys_base as number)) &
         ((1n << 64n) - 1n);
       assert.match(v.stdout, new RegExp(`ffffffff9effb000 +${pa.toString(16)}\\n`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
-
-async function sha256(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** sha256 of makedumpfile 1.7.2's -c -d 31 file (expected.json). */
 function mdfC31Sha256(): string {
@@ -155,15 +137,10 @@ Deno.test({
   ignore: !haveReal() || !loadLibz().ok,
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/c31.kdump`;
       const r = await runVmsift([
-        "-c",
-        "--codec-engine",
-        "libz",
-        "-d",
-        "31",
+        ...MDF_C31_ARGS,
         "--no-image-guard",
         "-D",
         vmcore,
@@ -171,10 +148,8 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /codec: zlib \(libz 1\.\d+\.\d+ \(FFI\)\)/);
-      assert.equal(await sha256(out), mdfC31Sha256());
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+      assert.equal(await sha256File(out), mdfC31Sha256());
+    });
   },
 });
 
@@ -184,15 +159,14 @@ Deno.test({
   ignore: !haveReal() || !loadLibdeflate().ok || !loadLibz().ok,
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const one = `${dir}/t1.kdump`, two = `${dir}/t2.kdump`;
       const r = await runVmsift(["-c", "-d", "31", "--no-image-guard", "-D", vmcore, one]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /codec: zlib \(libdeflate \(FFI\)\)/);
       assert.doesNotMatch(r.stderr + r.stdout, /warning/);
       // valid zlib, but not makedumpfile's bytes (that is --codec-engine libz)
-      assert.notEqual(await sha256(one), mdfC31Sha256());
+      assert.notEqual(await sha256File(one), mdfC31Sha256());
       // every compressed page decodes with zlib's own uncompress() (crash's call) to exactly one page
       const k = KdumpFile.open(one);
       const libz = new NativeZlibCodec(4096);
@@ -217,10 +191,8 @@ Deno.test({
       assert.match(v.stdout, /ok: \d+ pages, all correct/);
       const t = await runVmsift(["-c", "-d", "31", "--no-image-guard", "--num-threads", "2", vmcore, two]);
       assert.equal(t.code, 0, t.stderr);
-      assert.equal(await sha256(two), await sha256(one), "--num-threads 2 = one thread");
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+      assert.equal(await sha256File(two), await sha256File(one), "--num-threads 2 = one thread");
+    });
   },
 });
 
@@ -229,8 +201,7 @@ Deno.test({
   ignore: !haveReal() || !haveProgram("makedumpfile"),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const ref = `${dir}/mdf-l.kdump`;
       const mdf = new Deno.Command("makedumpfile", {
         args: ["--message-level", "0", "-l", "-d", "31", vmcore, ref],
@@ -238,7 +209,7 @@ Deno.test({
         stderr: "piped",
       }).outputSync();
       assert.equal(mdf.code, 0, new TextDecoder().decode(mdf.stderr));
-      const want = await sha256(ref);
+      const want = await sha256File(ref);
       for (const engine of ["auto", "builtin"]) {
         const out = `${dir}/l-${engine}.kdump`;
         const r = await runVmsift([
@@ -252,10 +223,8 @@ Deno.test({
           out,
         ]);
         assert.equal(r.code, 0, r.stderr);
-        assert.equal(await sha256(out), want, `--codec-engine ${engine}`);
+        assert.equal(await sha256File(out), want, `--codec-engine ${engine}`);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

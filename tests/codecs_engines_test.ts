@@ -22,7 +22,7 @@ import { refSnappy, sampleElfPages } from "./support/refCodecs.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 import { mutateSeeds, xorshift32 } from "./support/mutate.ts";
-import { inflatePage, type LibdeflateExtra } from "./support/inflate.ts";
+import { inflatePage, LEN_BASE, LEN_EXTRA, type LibdeflateExtra } from "./support/inflate.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
@@ -358,40 +358,9 @@ function fixedBlockStream(b: number, lengthSymbol: 285 | 286 | 287): Uint8Array 
     if (len === 258) sym(first ? lengthSymbol : 285), first = false;
     else if (len >= 3) {
       // length symbols 257..284 and their extra bits (only the last match needs one)
-      const bases = [
-        3,
-        4,
-        5,
-        6,
-        7,
-        8,
-        9,
-        10,
-        11,
-        13,
-        15,
-        17,
-        19,
-        23,
-        27,
-        31,
-        35,
-        43,
-        51,
-        59,
-        67,
-        83,
-        99,
-        115,
-        131,
-        163,
-        195,
-        227,
-      ];
-      const extra = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5];
-      let k = bases.length - 1;
-      while (bases[k] > len) k--;
-      sym(257 + k), w.put(len - bases[k], extra[k]);
+      let k = LEN_BASE.length - 1;
+      while (LEN_BASE[k] > len) k--;
+      sym(257 + k), w.put(len - LEN_BASE[k], LEN_EXTRA[k]);
     } else {
       for (let i = 0; i < len; i++) lit(b);
       left -= len;

@@ -12,17 +12,10 @@
 import assert from "node:assert/strict";
 import { ElfCore } from "../formats/elfCore.ts";
 import { VmcoreInfo } from "../core/vmcoreinfo.ts";
+import { isFile } from "./support/fixture.ts";
 import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
 
 const VMCORE = Deno.env.get("VMSIFT_CURRENT_VMCORE");
-
-function isFile(p: string | undefined): p is string {
-  try {
-    return p !== undefined && Deno.statSync(p).isFile;
-  } catch {
-    return false;
-  }
-}
 
 /** The vmcore's kernel release (VMCOREINFO OSRELEASE), or undefined. */
 function osrelease(path: string): string | undefined {

@@ -4,17 +4,8 @@
  * makedumpfile reads vmsift's -E output and re-filters it.
  */
 import assert from "node:assert/strict";
-import { haveReal, REAL_DIR, realVmcore } from "./support/fixture.ts";
+import { haveReal, haveVmlinux, REAL_DIR, realVmcore, VMLINUX } from "./support/fixture.ts";
 import { haveProgram, MAIN, runVmsift, tempDir } from "./support/run.ts";
-
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
-const haveVmlinux = (() => {
-  try {
-    return Deno.statSync(VMLINUX).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 function osrelease(files: string[]): string {
   const c = new Deno.Command("crash", { args: ["--osrelease", ...files], stdout: "piped", stderr: "piped" })
@@ -60,7 +51,7 @@ Deno.test({
       assert.equal(osrelease([flat]), "6.1.0-56-amd64", "crash reads the flattened stream directly");
       await t.step({
         name: "crash with the debug vmlinux: sys and log of the -l/-p/-z dumps",
-        ignore: !haveVmlinux,
+        ignore: !haveVmlinux(),
         fn: async () => {
           const want = Deno.readTextFileSync(`${REAL_DIR}/crash.txt`);
           const release = /RELEASE: .*/.exec(want)![0];

@@ -4,18 +4,10 @@
  * shows for makedumpfile's -c -d 31 output (sys, log | wc -l, kmem -i, the task-list walk, ps).
  */
 import assert from "node:assert/strict";
-import { haveReal, REAL_DIR, realVmcore } from "./support/fixture.ts";
+import { haveReal, haveVmlinux, REAL_DIR, realVmcore, VMLINUX } from "./support/fixture.ts";
 import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
 
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
 const haveCrash = haveProgram("crash");
-const haveVmlinux = (() => {
-  try {
-    return Deno.statSync(VMLINUX).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 /** Run crash in batch mode with `commands` on stdin; returns what it printed. */
 async function crash(args: string[], commands: string): Promise<string> {
@@ -59,7 +51,7 @@ Deno.test({
 
 Deno.test({
   name: "crash: with the debug vmlinux, sys/log/kmem -i/task walk/ps of vmsift -c -d 31 equal crash.txt",
-  ignore: !haveReal() || !haveCrash || !haveVmlinux,
+  ignore: !haveReal() || !haveCrash || !haveVmlinux(),
   async fn() {
     const want = Deno.readTextFileSync(`${REAL_DIR}/crash.txt`);
     const dir = tempDir();

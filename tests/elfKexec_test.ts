@@ -13,15 +13,10 @@ import { ElfCore, readElfCoreHeaders } from "../formats/elfCore.ts";
 import { MAX_OVERLAP_DEPTH } from "../formats/elfLoads.ts";
 import { PositionalFile } from "../io/positionalFile.ts";
 import { buildElfCore, type MiniSegment } from "../fixtures/miniElf.ts";
+import { isFile } from "./support/fixture.ts";
 
 const HEADS = fileURLToPath(new URL("../../shared/fixtures/kexec-headers/", import.meta.url));
-const haveHeads = (() => {
-  try {
-    return Deno.statSync(`${HEADS}kexec_load-1G.head.bin`).isFile;
-  } catch {
-    return false;
-  }
-})();
+const haveHeads = isFile(`${HEADS}kexec_load-1G.head.bin`);
 const enc = new TextEncoder();
 const PAGE = 4096;
 const DIRECT = 0xffff888000000000n;

@@ -20,6 +20,7 @@ import { FileSink } from "../io/fileSink.ts";
 import { haveReal, REAL_DIR, realExpected, realVmcore, unpackReal } from "./support/fixture.ts";
 import { uniform32 } from "./support/mutate.ts";
 import type { Sink } from "../io/sink.ts";
+import { sha256File } from "./support/compare.ts";
 
 const PS = 4096;
 const { tmp, test } = tempDirTests("vmsift-elfw-");
@@ -390,11 +391,6 @@ function realSource(core: ElfCore, b1: MemBitmap, b2: MemBitmap): ElfDumpSource 
   };
 }
 
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function sameFile(a: string, b: string): void {
   const x = Deno.readFileSync(a), y = Deno.readFileSync(b);
   assert.equal(x.length, y.length, "size");
@@ -484,7 +480,7 @@ test({
       assert.deepEqual(ours, head);
       const e = exp.outputs_d31["makedumpfile-E-d31.elf"];
       assert.equal(res.fileSize, e.size);
-      assert.equal(await sha256(path), e.sha256);
+      assert.equal(await sha256File(path), e.sha256);
       checkReadBackReal(path, core, b2);
     } finally {
       core.close();

@@ -8,17 +8,9 @@
 import assert from "node:assert/strict";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { ElfCore } from "../formats/elfCore.ts";
-import { haveReal, realVmcore } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDirTests } from "./support/run.ts";
+import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, tempDirTests } from "./support/run.ts";
 
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
-const haveVmlinux = (() => {
-  try {
-    return Deno.statSync(VMLINUX).isFile;
-  } catch {
-    return false;
-  }
-})();
 const { tmp, test } = tempDirTests("vmsift-erase-");
 const newDir = (n: string) => {
   const d = tmp(n);
@@ -111,11 +103,7 @@ function eraseinfoOf(path: string): string {
 async function vmsift(dir: string, name: string, extra: string[]): Promise<string> {
   const out = `${dir}/${name}.kdump`;
   const r = await runVmsift([
-    "-c",
-    "-d",
-    "31",
-    "--codec-engine",
-    "libz",
+    ...MDF_C31_ARGS,
     "--message-level",
     "4",
     ...extra,
@@ -135,13 +123,17 @@ for (const [name, c] of Object.entries(CASES)) {
     assert.equal(eraseinfoOf(out), c.eraseinfo);
     assert.equal(await sha256(out), c.sha256);
   });
-  t(`erase real: ${name} config with -x VMLINUX = makedumpfile -x`, !haveReal() || !haveVmlinux, async () => {
-    const dir = newDir(name);
-    const conf = `${dir}/${name}.conf`;
-    Deno.writeTextFileSync(conf, c.config);
-    const out = await vmsift(dir, name, ["--no-image-guard", "-x", VMLINUX, "--config", conf]);
-    assert.equal(await sha256(out), c.sha256);
-  });
+  t(
+    `erase real: ${name} config with -x VMLINUX = makedumpfile -x`,
+    !haveReal() || !haveVmlinux(),
+    async () => {
+      const dir = newDir(name);
+      const conf = `${dir}/${name}.conf`;
+      Deno.writeTextFileSync(conf, c.config);
+      const out = await vmsift(dir, name, ["--no-image-guard", "-x", VMLINUX, "--config", conf]);
+      assert.equal(await sha256(out), c.sha256);
+    },
+  );
 }
 
 t("erase real: --erase, guard on, gives the plain config's file", !haveReal(), async () => {
@@ -196,7 +188,7 @@ t(
 
 t(
   "erase real: crash reads the erased values as Xs",
-  !haveReal() || !haveVmlinux || !haveProgram("crash"),
+  !haveReal() || !haveVmlinux() || !haveProgram("crash"),
   async () => {
     const dir = newDir("crash");
     const out = await vmsift(dir, "crash", [

@@ -20,14 +20,12 @@ import { parseCommandLine, parseSizeLimit, UsageError } from "../cli/options.ts"
 import { kdumpSourceFromElf } from "./support/elfSource.ts";
 import { generate } from "../fixtures/synthetic/generate.ts";
 import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
-import { haveReal, realVmcore } from "./support/fixture.ts";
+import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
 import { haveProgram, MAIN, runVmsift, tempDir } from "./support/run.ts";
 import { loadNodeZlib } from "../formats/codecs/nodeZlib.ts";
 
 // The node:zlib engines (fallbacks) are imported on demand; these tests use them directly.
 await loadNodeZlib();
-
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
 
 /** Whether a small tmpfs can be mounted here (root with mount permission): the ENOSPC tests need one. */
 const CAN_MOUNT_TMPFS = (() => {
@@ -272,10 +270,6 @@ realOnly(
       assert.deepEqual(v.problems, []);
       assert.ok(v.incomplete && v.counts.pagesNotWritten > 0, v.summary);
       assert.match(v.summary, /^incomplete, \d+ pages present, all correct/);
-      let haveVmlinux = false;
-      try {
-        haveVmlinux = Deno.statSync(VMLINUX).isFile;
-      } catch { /* absent */ }
       await t.step({
         name: "crash --osrelease opens the incomplete dump",
         ignore: !haveProgram("crash"),
@@ -286,7 +280,7 @@ realOnly(
       });
       await t.step({
         name: "crash with the debug vmlinux warns that the dumpfile is incomplete",
-        ignore: !haveProgram("crash") || !haveVmlinux,
+        ignore: !haveProgram("crash") || !haveVmlinux(),
         fn: async () => {
           const s = new Deno.Command("crash", {
             args: ["-s", VMLINUX, out],

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { liveImageSections, mappedImagePfns } from "../core/imageGuard.ts";
 import { haveReal, realExpected, realVmcore } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
+import { haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 
 const K = 0xffffffff81000000n;
 /** The real 6.1 kernel's layout (System.map of 6.1.0-56-amd64, unrelocated). */
@@ -101,11 +101,7 @@ Deno.test("image guard: page tables (no kallsyms): the pieces mapped at the line
 async function checkSize(vmcore: string, makedumpfileBytes: number, dir: string): Promise<void> {
   const out = `${dir}/vmsift.kdump`;
   const r = await runVmsift([
-    "-c",
-    "-d",
-    "31",
-    "--codec-engine",
-    "libz",
+    ...MDF_C31_ARGS,
     "--message-level",
     "16",
     vmcore,
@@ -127,13 +123,10 @@ Deno.test({
   name: "image guard: real 6.1 fixture, default -c -d 31 within 1 % of makedumpfile's size (libz pages)",
   ignore: !haveReal(),
   async fn() {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const exp = realExpected() as unknown as { outputs_d31: Record<string, { size: number }> };
       await checkSize(await realVmcore(), exp.outputs_d31["makedumpfile-c-d31.kdump"].size, dir);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -155,8 +148,7 @@ for (const vmcore of extraVmcores()) {
     name: `image guard: ${vmcore}, -c -d 31 within 1 % of makedumpfile 1.7.2's size`,
     ignore: !haveProgram("makedumpfile"),
     async fn() {
-      const dir = tempDir();
-      try {
+      await withTempDir(async (dir) => {
         const ref = `${dir}/makedumpfile.kdump`;
         const p = await new Deno.Command("makedumpfile", {
           args: ["-c", "-d", "31", vmcore, ref],
@@ -165,9 +157,7 @@ for (const vmcore of extraVmcores()) {
           .output();
         assert.equal(p.code, 0, new TextDecoder().decode(p.stderr));
         await checkSize(vmcore, Deno.statSync(ref).size, dir);
-      } finally {
-        Deno.removeSync(dir, { recursive: true });
-      }
+      });
     },
   });
 }

@@ -15,7 +15,7 @@ import {
 } from "../fixtures/synthetic/kallsyms.ts";
 import { ElfCore } from "../formats/elfCore.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
-import { haveReal, realVmcore } from "./support/fixture.ts";
+import { haveReal, isFile, realVmcore } from "./support/fixture.ts";
 
 /** Virtual memory holding one blob at `at` (everything else unmapped). */
 class BlobVm implements VirtualMemory {
@@ -225,13 +225,7 @@ Deno.test(
 );
 
 const SYSTEM_MAP = "/usr/lib/debug/boot/System.map-6.1.0-56-amd64";
-const haveSystemMap = (() => {
-  try {
-    return Deno.statSync(SYSTEM_MAP).isFile;
-  } catch {
-    return false;
-  }
-})();
+const haveSystemMap = isFile(SYSTEM_MAP);
 
 Deno.test(
   {

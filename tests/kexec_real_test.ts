@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { haveReal, realVmcore } from "./support/fixture.ts";
-import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
+import { haveProgram, runVmsift, withTempDir } from "./support/run.ts";
 import { realFixtureKexecShape, writeKexecVmcore } from "./support/kexecVmcore.ts";
 
 const IMAGE_PAGES = 0x3430;
@@ -40,8 +40,7 @@ Deno.test({
   name: "kexec real: the kexec-shaped fixture dumps, verifies, and counts each page once",
   ignore: !haveReal(),
   async fn() {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const vmcore = await kexecVmcore(dir);
       const json = `${dir}/s.json`;
       const r = await runVmsift([
@@ -68,9 +67,7 @@ Deno.test({
       const v = await runVmsift(["verify", `${dir}/o`, vmcore]);
       assert.equal(v.code, 0, v.stdout + v.stderr);
       assert.match(v.stdout, /all correct/);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -79,8 +76,7 @@ Deno.test({
     "kexec real: -d 31, -d 0 and -E -d 31 are byte-identical to makedumpfile's on the same kexec-shaped file",
   ignore: !haveReal() || !haveProgram("makedumpfile"),
   async fn() {
-    const dir = tempDir();
-    try {
+    await withTempDir(async (dir) => {
       const vmcore = await kexecVmcore(dir);
       for (const args of [["-d", "31"], ["-d", "0"], ["-E", "-d", "31"]]) {
         const ref = `${dir}/ref`, ours = `${dir}/ours`;
@@ -117,8 +113,6 @@ Deno.test({
         Deno.removeSync(ref);
         Deno.removeSync(ours);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 });

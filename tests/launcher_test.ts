@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 import { writeSample } from "../fixtures/sample.ts";
-import { tempDir } from "./support/run.ts";
+import { bundleVmsift, tempDir } from "./support/run.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LAUNCHER = `${ROOT}packaging/vmsift`;
@@ -40,13 +40,7 @@ function installTree(dir: string): { root: string; bundle: string; launcher: str
   Deno.mkdirSync(`${root}/usr/sbin`, { recursive: true });
   Deno.mkdirSync(`${root}/usr/lib/vmsift`, { recursive: true });
   const bundle = `${root}/usr/lib/vmsift/vmsift.js`;
-  const b = new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--platform=deno", "-o", bundle, "main.ts"],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).outputSync();
-  assert.equal(b.code, 0, dec.decode(b.stderr));
+  bundleVmsift(bundle);
   Deno.symlinkSync(Deno.execPath(), `${root}/usr/lib/vmsift/deno`);
   const launcher = `${root}/usr/sbin/vmsift`;
   Deno.copyFileSync(LAUNCHER, launcher);

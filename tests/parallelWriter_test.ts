@@ -7,7 +7,6 @@
  * single bundled file works with --num-threads.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { MemBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { ElfCore } from "../formats/elfCore.ts";
@@ -22,16 +21,11 @@ import { dumpVmcore } from "../dump/run.ts";
 import { parseCommandLine, UsageError } from "../cli/options.ts";
 import { buildElfCore } from "../fixtures/miniElf.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
-import { MAIN, runVmsift, tempDir } from "./support/run.ts";
+import { bundleVmsift, runVmsift, tempDir, withTempDir } from "./support/run.ts";
+import { sha256File } from "./support/compare.ts";
 
 const PS = 4096;
-const here = fileURLToPath(new URL(".", import.meta.url));
 const codecWorkerModule = new URL("../formats/codecs/codecWorker.ts", import.meta.url).href;
-
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Constructed vmcore: segment A = pfns 0..39, hole 40..47, segment B = pfns 48..71 + half a page (pfn 72).
@@ -184,7 +178,7 @@ Deno.test("parallel writer: byte-identical to writeKdump for every codec, 1-3 th
       assert.equal(r0.dumpablePages, MAX_MAPNR - 8 - 4);
       assert.ok(r0.rawPages > 0 && r0.compressedPages > 0, `${name}: raw and compressed pages`);
       if (level & 1) assert.ok(r0.zeroPages > 0);
-      const want = await sha256(ref);
+      const want = await sha256File(ref);
       // [threads, batchPages, inflightPerWorker, mainCompresses]: one-page batches, tiny pools, the main
       // thread compressing too, all pages in one batch
       const configs: [number, number, number, boolean][] = [
@@ -205,7 +199,7 @@ Deno.test("parallel writer: byte-identical to writeKdump for every codec, 1-3 th
         const what = `${name} (${codec.impl}) -d ${level}, ${threads} threads, batches of ${batchPages}` +
           (mainCompresses ? ", main compresses" : "");
         assert.deepEqual(r, r0, what);
-        assert.equal(await sha256(out), want, what);
+        assert.equal(await sha256File(out), want, what);
       }
     }
   }
@@ -355,27 +349,24 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-real-");
-    try {
+    await withTempDir(async (dir) => {
       for (const [opt, level] of [["-c", "31"], ["-l", "31"], ["-z", "31"], ["-p", "31"], ["-l", "1"]]) {
         const base = ["--message-level", "0", "--no-direct-io", opt, "-d", level, vmcore];
         const ref = `${dir}/ref.kdump`;
         const r0 = await runVmsift([...base, ref]);
         assert.equal(r0.code, 0, r0.stderr);
-        const want = await sha256(ref);
+        const want = await sha256File(ref);
         const outs = [1, 2, 3].map((t) => `${dir}/t${t}.kdump`);
         const runs = await Promise.all(
           [1, 2, 3].map((t) => runVmsift(["--num-threads", String(t), ...base, outs[t - 1]])),
         );
         for (let i = 0; i < 3; i++) {
           assert.equal(runs[i].code, 0, runs[i].stderr);
-          assert.equal(await sha256(outs[i]), want, `${opt} -d ${level} --num-threads ${i + 1}`);
+          assert.equal(await sha256File(outs[i]), want, `${opt} -d ${level} --num-threads ${i + 1}`);
         }
         for (const f of [ref, ...outs]) Deno.removeSync(f);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    }, "vmsift-parallel-real-");
   },
 });
 
@@ -384,8 +375,7 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-real-");
-    try {
+    await withTempDir(async (dir) => {
       const out = `${dir}/broken.kdump`;
       const odd: PageCodec = {
         name: "nosuch",
@@ -407,9 +397,7 @@ Deno.test({
         VmsiftError,
       );
       assert.ok(!exists(out));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    }, "vmsift-parallel-real-");
   },
 });
 
@@ -419,16 +407,9 @@ Deno.test({
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
-    const dir = tempDir("vmsift-parallel-bundle-");
-    try {
+    await withTempDir(async (dir) => {
       const bundle = `${dir}/vmsift.js`;
-      const b = await new Deno.Command(Deno.execPath(), {
-        args: ["bundle", "--platform=deno", "-o", bundle, MAIN],
-        cwd: `${here}..`,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
+      bundleVmsift(bundle);
       const empty = `${dir}/cwd`;
       Deno.mkdirSync(empty);
       const run = async (extra: string[], out: string) => {
@@ -458,9 +439,7 @@ Deno.test({
       };
       await run([], `${dir}/t1.kdump`);
       await run(["--num-threads", "2"], `${dir}/t2.kdump`);
-      assert.equal(await sha256(`${dir}/t2.kdump`), await sha256(`${dir}/t1.kdump`));
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+      assert.equal(await sha256File(`${dir}/t2.kdump`), await sha256File(`${dir}/t1.kdump`));
+    }, "vmsift-parallel-bundle-");
   },
 });

@@ -14,18 +14,10 @@ import { FlatIndexedFile, openKdumpInput, sniffDumpFormat } from "../formats/kdu
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { FileSink } from "../io/fileSink.ts";
-import { haveReal, realVmcore, unpackReal } from "./support/fixture.ts";
+import { haveReal, isFile, realVmcore, unpackReal } from "./support/fixture.ts";
 
 const QEMU_FLAT = "/var/tmp/vmcore/qemu-zlib-1G.kdump";
 const QEMU_ELF = "/var/tmp/vmcore/vmcore-1G.elf";
-
-function exists(p: string): boolean {
-  try {
-    return Deno.statSync(p).isFile;
-  } catch {
-    return false;
-  }
-}
 
 async function sha256(path: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
@@ -193,7 +185,7 @@ Deno.test({
 
 Deno.test({
   name: "refilter QEMU's flattened kdump-zlib (1 GiB guest) to -d 31: counts of a direct -d 31, verifies",
-  ignore: !exists(QEMU_FLAT) || !exists(QEMU_ELF),
+  ignore: !isFile(QEMU_FLAT) || !isFile(QEMU_ELF),
   async fn() {
     const dir = Deno.makeTempDirSync({ prefix: "vmsift-refilter-qemu-" });
     try {

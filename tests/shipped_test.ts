@@ -6,11 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
-import { fileURLToPath } from "node:url";
 import { writeSample } from "../fixtures/sample.ts";
-import { tempDir } from "./support/run.ts";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+import { bundleVmsift, tempDir } from "./support/run.ts";
 
 /** `unshare -n` (no network at all) when this machine lets us; plain otherwise. */
 const NO_NET: string[] = (() => {
@@ -27,13 +24,7 @@ Deno.test("shipped: the bundled vmsift.js dumps and verifies the sample under en
   const dir = tempDir("vmsift-shipped-");
   try {
     const bundle = `${dir}/vmsift.js`;
-    const b = new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--platform=deno", "-o", bundle, "main.ts"],
-      cwd: ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).outputSync();
-    assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
+    bundleVmsift(bundle);
     const sample = writeSample(`${dir}/sample`);
     const empty = `${dir}/empty`;
     const denoDir = `${dir}/deno-dir`;

@@ -15,6 +15,7 @@ import { type KdumpSource, writeKdump } from "../formats/kdump/writer.ts";
 import { verifyDump } from "../formats/kdump/verify.ts";
 import { FileSink } from "../io/fileSink.ts";
 import { haveReal, realVmcore } from "./support/fixture.ts";
+import { sha256File } from "./support/compare.ts";
 
 function have(cmd: string, args: string[]): boolean {
   try {
@@ -23,11 +24,6 @@ function have(cmd: string, args: string[]): boolean {
   } catch {
     return false;
   }
-}
-
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function subHeaderOf(path: string) {
@@ -119,7 +115,7 @@ Deno.test({
         try {
           const direct = `${dir}/direct-${level}`;
           writeDirect(src, direct);
-          const want = await sha256(direct);
+          const want = await sha256File(direct);
           const total = src.bitmap2.popcount();
           for (const [n, sb] of [[2, 4 << 20], [3, 4 << 20], [2, undefined], [3, 1 << 20]] as const) {
             const parts = Array.from({ length: n }, (_, i) => `${dir}/p${level}-${n}-${sb}-${i}`);
@@ -150,7 +146,7 @@ Deno.test({
             // Any order of the parts.
             const rr = reassemble([...parts].reverse(), out);
             assert.equal(rr.numDumpable, total);
-            assert.equal(await sha256(out), want, `level ${level}, ${n} parts, splitblock ${sb}`);
+            assert.equal(await sha256File(out), want, `level ${level}, ${n} parts, splitblock ${sb}`);
             for (const p of parts) Deno.removeSync(p);
             Deno.removeSync(out);
           }
@@ -250,14 +246,14 @@ Deno.test({
       const mdfOfOurs = `${dir}/mdf-of-ours`;
       const r1 = run("makedumpfile", ["--reassemble", ...ours, mdfOfOurs]);
       assert.ok(r1.ok, r1.out);
-      assert.equal(await sha256(mdfOfOurs), await sha256(direct));
+      assert.equal(await sha256File(mdfOfOurs), await sha256File(direct));
       // Our reassembly of makedumpfile's split files == makedumpfile's own reassembly.
       const mdfOfMdf = `${dir}/mdf-of-mdf`;
       const r2 = run("makedumpfile", ["--reassemble", ...theirs, mdfOfMdf]);
       assert.ok(r2.ok, r2.out);
       const oursOfMdf = `${dir}/ours-of-mdf`;
       reassemble(theirs, oursOfMdf);
-      assert.equal(await sha256(oursOfMdf), await sha256(mdfOfMdf));
+      assert.equal(await sha256File(oursOfMdf), await sha256File(mdfOfMdf));
       // The reassembled file reads back and equals the vmcore page for page.
       const v = verifyDump(oursOfMdf, vmcore);
       assert.ok(v.ok, v.summary + "\n" + v.problems.join("\n"));

@@ -9,6 +9,7 @@ import { ElfCore } from "../formats/elfCore.ts";
 import { VmcoreInfo } from "../core/vmcoreinfo.ts";
 import { generate, type Manifest } from "../fixtures/synthetic/generate.ts";
 import { MiB, normalizeParams, type SynthParams } from "../fixtures/synthetic/params.ts";
+import { sha256File } from "./support/compare.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "vmsift-synth-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
@@ -19,17 +20,12 @@ function gen(name: string, p: Partial<SynthParams>): { path: string; m: Manifest
   return { path, m: r.manifest };
 }
 
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 Deno.test("synthetic: same seed gives the same bytes, another seed does not", async () => {
   const a = gen("det-a", { memBytes: 64 * MiB, seed: 42, content: "random" });
   const b = gen("det-b", { memBytes: 64 * MiB, seed: 42, content: "random" });
   const c = gen("det-c", { memBytes: 64 * MiB, seed: 43, content: "random" });
-  assert.equal(await sha256(a.path), await sha256(b.path));
-  assert.notEqual(await sha256(a.path), await sha256(c.path));
+  assert.equal(await sha256File(a.path), await sha256File(b.path));
+  assert.notEqual(await sha256File(a.path), await sha256File(c.path));
   assert.deepEqual(a.m, b.m);
   assert.equal(
     Deno.readTextFileSync(a.path + ".manifest.json"),

@@ -6,14 +6,9 @@
 import assert from "node:assert/strict";
 import { generate, type Manifest } from "../fixtures/synthetic/generate.ts";
 import { GiB, MiB, normalizeParams, type SynthParams } from "../fixtures/synthetic/params.ts";
+import { isFile } from "./support/fixture.ts";
 
-const MDF = ["/usr/sbin/makedumpfile", "/usr/bin/makedumpfile", "/sbin/makedumpfile"].find((p) => {
-  try {
-    return Deno.statSync(p).isFile;
-  } catch {
-    return false;
-  }
-});
+const MDF = ["/usr/sbin/makedumpfile", "/usr/bin/makedumpfile", "/sbin/makedumpfile"].find(isFile);
 
 const REPORT_KEYS: [string, string][] = [
   ["Original pages", "original"],

@@ -17,7 +17,7 @@ import { KdumpFile } from "../formats/kdump/reader.ts";
 import { FakePageTables, FakePhys } from "./support/fakeKernel.ts";
 import { fakeDump } from "./support/fakeDump.ts";
 import { ERA } from "./support/fakeKernel.ts";
-import { haveReal, realVmcore } from "./support/fixture.ts";
+import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
 import { haveProgram, runVmsift, tempDir } from "./support/run.ts";
 import { SimpleWalk } from "./support/simpleWalk.ts";
 
@@ -249,15 +249,6 @@ Deno.test("vmemmap -e: after the real scan on a constructed dump (4 KiB vmemmap)
 // ---------------------------------------------------------------------------------------------------------
 // The real fixture.
 
-const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
-const haveVmlinux = (() => {
-  try {
-    return Deno.statSync(VMLINUX).isFile;
-  } catch {
-    return false;
-  }
-})();
-
 /** Run a program; returns stdout + stderr and the exit code. */
 async function run(cmd: string, args: string[], stdin?: string): Promise<{ code: number; out: string }> {
   const child = new Deno.Command(cmd, {
@@ -375,7 +366,7 @@ Deno.test({
 
       await t.step({
         name: "crash with the debug vmlinux shows EXCLUDED VMEMMAP",
-        ignore: !(haveProgram("crash") && haveVmlinux),
+        ignore: !(haveProgram("crash") && haveVmlinux()),
         fn: async () => {
           const c = await run("crash", ["-s", VMLINUX, withE], "sys\nquit\n");
           assert.match(c.out, /page structures associated\s+with excluded pages may also be excluded/);

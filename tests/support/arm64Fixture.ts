@@ -4,7 +4,7 @@
  * qemu-aarch64-static; see docs/arm64.md). Tests using these helpers skip when the fixture is absent.
  */
 import { fileURLToPath } from "node:url";
-import { CACHE_DIR } from "./fixture.ts";
+import { CACHE_DIR, isFile } from "./fixture.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 /** Directory of the real arm64 fixture. */
@@ -21,11 +21,7 @@ export const ARM64_MDF_SHA256 = {
 
 /** True when the arm64 fixture is there. */
 export function haveArm64(): boolean {
-  try {
-    return Deno.statSync(`${ARM64_DIR}/vmcore.elf.zst`).isFile;
-  } catch {
-    return false;
-  }
+  return isFile(`${ARM64_DIR}/vmcore.elf.zst`);
 }
 
 /** expected.json of the arm64 fixture. */
@@ -57,10 +53,4 @@ export async function unpackArm64(name: string): Promise<string> {
 /** The arm64 vmcore (program headers at 64, as makedumpfile 1.7.2 needs). */
 export function arm64Vmcore(): Promise<string> {
   return unpackArm64("vmcore.elf");
-}
-
-/** sha256 of a file, hex. */
-export async function sha256File(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", Deno.readFileSync(path));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -10,13 +10,26 @@ export const REAL_DIR = `${here}../../../shared/fixtures/real-6.1`;
 /** Where unpacked fixture files are cached (outside the repo; shared by test processes). */
 export const CACHE_DIR = Deno.env.get("VMSIFT_FIXTURE_CACHE") ?? "/var/tmp/vmsift-fixtures";
 
-/** True when the real fixture folder exists. */
-export function haveReal(): boolean {
+/** The debug vmlinux of the real fixture's kernel (from the linux-image-6.1.0-56-amd64-dbg package). */
+export const VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64";
+
+/** True when `path` names a regular file (false when it is absent or unreadable). */
+export function isFile(path: string | undefined): path is string {
   try {
-    return Deno.statSync(`${REAL_DIR}/vmcore.elf.zst`).isFile;
+    return path !== undefined && Deno.statSync(path).isFile;
   } catch {
     return false;
   }
+}
+
+/** True when the real fixture folder exists. */
+export function haveReal(): boolean {
+  return isFile(`${REAL_DIR}/vmcore.elf.zst`);
+}
+
+/** True when the debug vmlinux of the real fixture's kernel is installed (for crash, pahole, `-x`). */
+export function haveVmlinux(): boolean {
+  return isFile(VMLINUX);
 }
 
 /** expected.json of the real fixture. */

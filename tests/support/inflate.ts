@@ -32,7 +32,8 @@ export const LIBDEFLATE_EXTRAS = {
 /** One of LIBDEFLATE_EXTRAS' keys. */
 export type LibdeflateExtra = keyof typeof LIBDEFLATE_EXTRAS;
 
-const LEN_BASE = [
+/** Base lengths of the length symbols 257..285 (RFC 1951 3.2.5). */
+export const LEN_BASE = [
   3,
   4,
   5,
@@ -63,7 +64,38 @@ const LEN_BASE = [
   227,
   258,
 ];
-const LEN_EXTRA = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0];
+/** Extra bits of the length symbols 257..285 (RFC 1951 3.2.5). */
+export const LEN_EXTRA = [
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  0,
+  1,
+  1,
+  1,
+  1,
+  2,
+  2,
+  2,
+  2,
+  3,
+  3,
+  3,
+  3,
+  4,
+  4,
+  4,
+  4,
+  5,
+  5,
+  5,
+  5,
+  0,
+];
 const DIST_BASE = [
   1,
   2,

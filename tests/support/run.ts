@@ -1,4 +1,5 @@
 /** Run the vmsift CLI (main.ts) as a subprocess, as users and kdump scripts do. */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 
 /** Absolute path of main.ts. */
@@ -33,6 +34,20 @@ export async function runVmsift(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** `-c --codec-engine libz -d 31`: the options whose file is byte-identical to makedumpfile -c -d 31's. */
+export const MDF_C31_ARGS: readonly string[] = ["-c", "--codec-engine", "libz", "-d", "31"];
+
+/** Build the shipped single-file vmsift.js at `out` (`deno bundle --platform=deno`); asserts it succeeded. */
+export function bundleVmsift(out: string): void {
+  const b = new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--platform=deno", "-o", out, MAIN],
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  assert.equal(b.code, 0, new TextDecoder().decode(b.stderr));
+}
+
 /** Whether a program is on PATH (for reference tools such as makedumpfile and crash). */
 export function haveProgram(name: string): boolean {
   for (const dir of (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
@@ -46,6 +61,16 @@ export function haveProgram(name: string): boolean {
 /** A fresh temporary directory for one test's outputs (removed by the caller). */
 export function tempDir(prefix = "vmsift-test-"): string {
   return Deno.makeTempDirSync({ dir: Deno.env.get("VMSIFT_TEST_TMP") ?? "/var/tmp", prefix });
+}
+
+/** Run `fn` with a fresh temporary directory (see tempDir), removed afterwards, pass or fail. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix?: string): Promise<T> {
+  const dir = tempDir(prefix);
+  try {
+    return await fn(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 }
 
 /**
