@@ -13,7 +13,7 @@ import { NullSink } from "../dump/outputs.ts";
 import { buildMemoryModel } from "../core/memoryModel.ts";
 import { extractDmesg } from "../core/printk.ts";
 import { statsJson } from "../core/stats.ts";
-import { sha256File } from "./support/arm64Fixture.ts";
+import { sha256File } from "./support/compare.ts";
 import { runVmsift, tempDir } from "./support/run.ts";
 
 interface DumpFacts {
