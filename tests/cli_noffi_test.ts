@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { writeSample } from "../fixtures/sample.ts";
-import { runVmsift, tempDirTests } from "./support/run.ts";
+import { assertVerifies, runVmsift, tempDirTests } from "./support/run.ts";
 
 const { tmp, test } = tempDirTests("vmsift-noffi-");
 const NO_FFI = ["--allow-read", "--allow-write"];
@@ -28,9 +28,7 @@ test("no FFI: -c dump through the page cache and node:zlib, each said once; veri
     warnings[1],
     /O_DIRECT needs libc through FFI \(--allow-ffi\); writing through the page cache/,
   );
-  const v = await runVmsift(["verify", dump, vmcore], { permissions: NO_FFI });
-  assert.equal(v.code, 0, v.stdout + v.stderr);
-  assert.match(v.stdout, /ok: \d+ pages, all correct/);
+  await assertVerifies(dump, vmcore, { permissions: NO_FFI });
   // bitmaps bigger than the memory budget need bitmap files, which need libc
   const small = await runVmsift(["-f", "-d", "31", "--cyclic-buffer", "1", vmcore, `${dir}/b.kdump`], {
     permissions: NO_FFI,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { haveReal, realExpected, realVmcore, realVmcoreQemuLayout } from "./support/fixture.ts";
-import { haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
+import { assertVerifies, haveProgram, MDF_C31_ARGS, runVmsift, withTempDir } from "./support/run.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { loadLibz, NativeZlibCodec } from "../formats/codecs/nativeZlib.ts";
@@ -42,9 +42,7 @@ Deno.test({
         const got = JSON.parse(Deno.readTextFileSync(json));
         assertCounts(got, exp.dump_levels[level], `-d ${level}`);
         assert.match(r.stdout, /Original pages {2}: 0x0000000000007fe0/);
-        const v = await runVmsift(["verify", out, vmcore]);
-        assert.equal(v.code, 0, v.stdout + v.stderr);
-        assert.match(v.stdout, /ok: \d+ pages, all correct/);
+        await assertVerifies(out, vmcore);
         Deno.removeSync(out);
       }
     });
@@ -186,9 +184,7 @@ Deno.test({
         k.close();
       }
       assert.ok(zlibPages > 10000, `${zlibPages} zlib pages`);
-      const v = await runVmsift(["verify", one, vmcore]);
-      assert.equal(v.code, 0, v.stdout + v.stderr);
-      assert.match(v.stdout, /ok: \d+ pages, all correct/);
+      await assertVerifies(one, vmcore);
       const t = await runVmsift(["-c", "-d", "31", "--no-image-guard", "--num-threads", "2", vmcore, two]);
       assert.equal(t.code, 0, t.stderr);
       assert.equal(await sha256File(two), await sha256File(one), "--num-threads 2 = one thread");

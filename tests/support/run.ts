@@ -34,6 +34,19 @@ export async function runVmsift(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/**
+ * `vmsift verify DUMPFILE VMCORE` (with `opts` as runVmsift's) exits 0 and reports every page correct.
+ */
+export async function assertVerifies(
+  dump: string,
+  vmcore: string,
+  opts: { permissions?: string[] } = {},
+): Promise<void> {
+  const v = await runVmsift(["verify", dump, vmcore], opts);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  assert.match(v.stdout, /ok: \d+ pages, all correct/);
+}
+
 /** `-c --codec-engine libz -d 31`: the options whose file is byte-identical to makedumpfile -c -d 31's. */
 export const MDF_C31_ARGS: readonly string[] = ["-c", "--codec-engine", "libz", "-d", "31"];
 
