@@ -127,10 +127,13 @@ export async function checkBoot(ctx: BootContext): Promise<BootResult> {
     checks.push({ name, result: ok === "skip" ? "SKIP" : ok ? "PASS" : "FAIL", detail: oneLine(detail) });
   const serial = (readText(`${ctx.dir}/serial.log`) ?? "").replaceAll("\r", "");
   const loaded = serial.match(new RegExp(`KEXEC-RC mode=-${ctx.kexecMode} rc=(\\d+) loaded=(\\d)`));
+  const reserveFailed = serial.match(/crashkernel reservation failed[^\n]*/)?.[0];
   add(
     `kexec -${ctx.kexecMode} -p loads the crash kernel`,
     loaded?.[2] === "1",
-    loaded?.[0] ?? "no KEXEC-RC line",
+    reserveFailed
+      ? `the first kernel reserved no crash memory ("${reserveFailed.trim()}"): MEM too small for crashkernel=`
+      : loaded?.[0] ?? "no KEXEC-RC line",
   );
   add("crash kernel ran every case and powered off", serial.includes("KDUMP-DONE"), lastLines(serial));
   const head = fileSize(`${ctx.dir}/res/vmcore-head.bin`);

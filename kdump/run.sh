@@ -12,7 +12,7 @@
 #                loop-mounted, so files are decompressed on demand into reclaimable page cache
 #     debian     as kdump-tools: a small initramfs mounts the root file system from a virtio disk (ext4);
 #                the binaries stay on disk; the dumps go to the same file system
-#   MEM=1G CRASHKERNEL=512M FILL_MB=32 SMP=2 KEXEC_MODE=c|s SAVE_VMCORE=0|1 TIMEOUT=3600
+#   MEM=2G CRASHKERNEL=512M FILL_MB=32 SMP=2 KEXEC_MODE=c|s SAVE_VMCORE=0|1 TIMEOUT=3600
 #   CASES=file      the command lines, one per line: NAME FLAT ARGS... (FLAT=1: stdout to NAME.flat)
 #   TOOLS="mdf vmsift"  which dumpers run, in this order, for each case
 #   KVER=6.1.0-56-amd64 (falls back to the newest installable linux-image-*-amd64 when it is gone)
@@ -29,7 +29,7 @@ if [ -z "${KDUMP_RUN_HERE:-}" ]; then
   copy=$(mktemp /tmp/kdump-run.XXXXXX.sh); cp "$0" "$copy"
   bash "$copy" "$@"; rc=$?; rm -f "$copy"; exit $rc
 fi
-LAYOUT=${LAYOUT:-initramfs}; MEM=${MEM:-1G}; CRASHKERNEL=${CRASHKERNEL:-512M}; FILL_MB=${FILL_MB:-32}
+LAYOUT=${LAYOUT:-initramfs}; MEM=${MEM:-2G}; CRASHKERNEL=${CRASHKERNEL:-512M}; FILL_MB=${FILL_MB:-32}
 SMP=${SMP:-2}; KEXEC_MODE=${KEXEC_MODE:-c}; SAVE_VMCORE=${SAVE_VMCORE:-0}; TIMEOUT=${TIMEOUT:-3600}
 KVER=${KVER:-6.1.0-56-amd64}; ZSTD_LEVEL=${ZSTD_LEVEL:-10}; TOOLS=${TOOLS:-"mdf vmsift"}
 HERE=$KDUMP_RUN_HERE; REPO=$(cd "$HERE/.." && pwd)
