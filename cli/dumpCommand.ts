@@ -5,13 +5,13 @@
 import { VmsiftError } from "../core/errors.ts";
 import { eraseRequestOf } from "../dump/erase.ts";
 import { formatReport } from "../core/stats.ts";
-import { FlatSink } from "../formats/flatSink.ts";
+import { FlatSink, type FlatSinkOptions } from "../formats/flatSink.ts";
 import { openSinks, type Sink } from "../io/sink.ts";
 import { type DumpInput, openInput } from "../dump/input.ts";
 import { checkOutputsFree, directoryOf, openOutputFile } from "../dump/outputs.ts";
 import { planDump } from "../dump/plan.ts";
 import { type DumpReport, reportJson } from "../dump/report.ts";
-import { runDump } from "../dump/run.ts";
+import { runDump, type SinkNeeds } from "../dump/run.ts";
 import { withStopSignals } from "../dump/signals.ts";
 import type { CliOptions } from "./options.ts";
 import { type Messages, ML_PROGRESS } from "./messages.ts";
@@ -22,10 +22,16 @@ const DEFAULT_BITMAP_BUDGET_KIB = 1024;
 
 /**
  * -F streams records in the order they are written, headers first: crash reads a flattened file only when
- * the main header's record comes first (it does not find it at the end of the stream), and nothing is
- * rewritten in flattened mode (makedumpfile never marks a flattened dump incomplete either).
+ * the main header's record comes first (it does not find it at the end of the stream), and nothing else is
+ * rewritten in flattened mode (makedumpfile never marks a flattened dump incomplete either). With ERASEINFO
+ * the sub header's offset_eraseinfo/size_eraseinfo are known only after the page data: those 16 bytes are
+ * held and sent last (makedumpfile sends a second, overlapping sub header record instead; the rebuilt
+ * files are the same, and no two records of ours cover the same byte).
  */
-const FLAT_OPTIONS = { holdBytes: 0 };
+function flatOptions(needs: SinkNeeds): FlatSinkOptions {
+  const late = needs.lateRewrite;
+  return late === undefined ? { holdBytes: 0 } : { holdAt: late.offset, holdBytes: late.length };
+}
 
 /** Run the dump command; returns the report. Throws VmsiftError. */
 export function runDumpCommand(
@@ -69,12 +75,6 @@ async function dumpInput(
 ): Promise<DumpReport> {
   const vmcore = input.path;
   const erase = eraseRequestOf(opts.filterConfig, opts.erase ?? [], opts.vmlinux, opts.eraseSecrets);
-  if (erase !== undefined && opts.flat) {
-    // ERASEINFO's place is known only after the pages, and a flattened stream cannot rewrite its sub header.
-    throw new VmsiftError("--config, --erase and --erase-secrets cannot be used with -F yet", {
-      file: vmcore,
-    });
-  }
   const plan = await planDump(input, {
     dumpLevel: opts.dumpLevels[0],
     fallbackLevels: opts.dumpLevels.slice(1),
@@ -120,7 +120,7 @@ async function dumpInput(
   };
   const result = await runDump(plan, {
     openSinks: opts.flat
-      ? (): Sink[] => [new FlatSink(Deno.stdout, "stdout", FLAT_OPTIONS)]
+      ? (needs): Sink[] => [new FlatSink(Deno.stdout, "stdout", flatOptions(needs))]
       : () => openSinks(outputs.map((f) => () => openOutputFile(f, fileOptions))),
     onProgress: (done: number, total: number, bytes: number) => progress.update(done, total, bytes),
     debug: (t: string) => msg.debug(t),

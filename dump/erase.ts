@@ -4,7 +4,6 @@
  * (core/eraseResolve.ts) and the plan for the pages written (core/eraseApply.ts).
  */
 import { Btf, readKernelBtf } from "../core/btf.ts";
-import type { PfnBitmap } from "../core/bitmap.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { type ErasePlan, planErase } from "../core/eraseApply.ts";
 import { resolveErase } from "../core/eraseResolve.ts";
@@ -84,14 +83,19 @@ export function kernelTypesFor(req: EraseRequest, model: MemoryModel, dumpLabel:
   return new BtfKernelTypes(readKernelBtf(model.vm, lookup, dumpLabel), lookup);
 }
 
-/** Resolve and plan the erasing for the pages in bitmap 2 (below max_mapnr). */
-export function prepareErase(
-  req: EraseRequest,
-  model: MemoryModel,
-  bitmap2: PfnBitmap,
-  maxMapnr: number,
-  dumpLabel: string,
-): ErasePlan {
+/**
+ * Plans the erasing for one set of written pages (core/eraseApply.ts planErase): `written(pfn)` is true for
+ * the pages the output holds with their content.
+ */
+export type ErasePlanner = (written: (pfn: number) => boolean) => ErasePlan;
+
+/**
+ * Resolve the commands once (symbols, types, pointers followed in the dump's memory) and return the planner
+ * for the pages written: one call for a kdump file, one per file with --split (each of makedumpfile's split
+ * processes applies only the ranges that start in its own pfn range), the file-backed pages of the PT_LOADs
+ * with -E.
+ */
+export function prepareErase(req: EraseRequest, model: MemoryModel, dumpLabel: string): ErasePlanner {
   const types = kernelTypesFor(req, model, dumpLabel);
   const commands = [...req.commands];
   if (req.secrets) {
@@ -100,5 +104,5 @@ export function prepareErase(
     req.skipped.push(...rules.skipped.map((s) => `built-in rule ${s}`));
   }
   const res = resolveErase(commands, types, model.vm, req.source);
-  return planErase(res, (pfn) => pfn < maxMapnr && bitmap2.get(pfn), model.pageSize);
+  return (written) => planErase(res, written, model.pageSize);
 }

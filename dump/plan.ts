@@ -53,7 +53,7 @@ export interface DumpOptions {
   markIncomplete?: boolean;
   /** `--num-threads`: compressing threads (default 1; > 1 uses Web Workers, same output). */
   threads?: number;
-  /** `--config` / `--erase` / `--erase-secrets`: data to erase (dump/erase.ts); ELF input, not split. */
+  /** `--config` / `--erase` / `--erase-secrets`: data to erase (dump/erase.ts), in every form and input. */
   erase?: EraseRequest;
 }
 
@@ -118,14 +118,6 @@ export async function planDump(input: DumpInput, opts: DumpOptions): Promise<Dum
   const form = opts.form ?? "kdump";
   if (form === "elf" && input.format !== "elf") {
     throw new VmsiftError("-E cannot re-filter a kdump-compressed input", { file: input.path });
-  }
-  if (opts.erase !== undefined && input.format !== "elf") {
-    throw new VmsiftError("--config and --erase need an ELF vmcore (re-filtering cannot erase yet)", {
-      file: input.path,
-    });
-  }
-  if (opts.erase !== undefined && form === "split") {
-    throw new VmsiftError("--config and --erase cannot be used with --split yet", { file: input.path });
   }
   const levels = [opts.dumpLevel, ...(opts.fallbackLevels ?? [])];
   for (const l of levels) {

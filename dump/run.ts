@@ -9,13 +9,20 @@ import { openSinks, type Sink, useSinks } from "../io/sink.ts";
 import { countPagesPerLoad } from "../core/presentPages.ts";
 import { pageStatsOf } from "../core/stats.ts";
 import { excludeZeroPages } from "../core/zeroPages.ts";
-import { ErasingMemory } from "../core/eraseApply.ts";
+import { type ErasePlan, ErasingMemory } from "../core/eraseApply.ts";
 import type { MemoryModel } from "../core/memoryModel.ts";
 import { prepareErase } from "./erase.ts";
-import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
+import {
+  type ElfDumpSource,
+  type ElfLayout,
+  inputElfHeaders,
+  planElfDump,
+  writeElfDumpAsync,
+} from "../formats/elfWriter.ts";
+import { SH } from "../formats/kdump/header.ts";
 import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
 import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
-import { writeKdumpSplitAsync } from "../formats/kdump/split.ts";
+import { splitRanges, writeKdumpSplitAsync } from "../formats/kdump/split.ts";
 import {
   type KdumpSource,
   type KdumpWriteOptions,
@@ -39,9 +46,10 @@ export interface RunOptions {
   overwrite?: boolean;
   /**
    * Instead of `output`: opens the sinks (one; form "split": one per part). Called after the input has been
-   * filtered, once per attempt (a retry at a fallback level rewrites the output).
+   * filtered, once per attempt (a retry at a fallback level rewrites the output). `needs` says which bytes
+   * will be rewritten after the page data (a sink that cannot seek back, -F, holds them until it finishes).
    */
-  openSinks?: () => Sink[];
+  openSinks?: (needs: SinkNeeds) => Sink[];
   /** Called after each run of pages. */
   onProgress?: (done: number, total: number, bytes: number) => void;
   /** Details a maintainer may want (max_mapnr, where the bitmaps are, the input's read mode). */
@@ -52,6 +60,15 @@ export interface RunOptions {
   onRetry?: (level: number, why: string) => void;
   /** Polled between runs of pages: a signal name stops the dump, finished as incomplete (withStopSignals). */
   interrupted?: () => string | null;
+}
+
+/** What a sink must allow beyond writing forward (RunOptions.openSinks). */
+export interface SinkNeeds {
+  /**
+   * Bytes [offset, offset + length) rewritten after the page data: the sub header's offset_eraseinfo and
+   * size_eraseinfo when the dump gets an ERASEINFO (--config/--erase, or a re-filtered input that has one).
+   */
+  lateRewrite?: { offset: number; length: number };
 }
 
 /**
@@ -112,7 +129,7 @@ export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpRep
 async function runLevels(
   plan: DumpPlan,
   opts: RunOptions,
-  open: () => Sink[],
+  open: (needs: SinkNeeds) => Sink[],
   bitmapDir: string | undefined,
   workers?: CodecWorkers,
 ): Promise<DumpReport> {
@@ -136,7 +153,7 @@ async function runLevel(
   opts: RunOptions,
   level: number,
   lastLevel: boolean,
-  open: () => Sink[],
+  open: (needs: SinkNeeds) => Sink[],
   bitmapDir: string | undefined,
   workers: CodecWorkers | undefined,
 ): Promise<DumpReport> {
@@ -172,18 +189,27 @@ async function runLevel(
         return b;
       },
     );
-    const source = plan.erase === undefined ? f.source : withErasing(plan, f.source, f.model, opts);
     const control: WriteControl = {
       sizeLimit: plan.sizeLimit,
       interrupted: opts.interrupted,
       markIncomplete: plan.markIncomplete,
       keepIncomplete: lastLevel,
     };
-    const sinks = open();
-    const write = await useSinks(
-      sinks,
-      () => writeForm(plan, opts, control, source, f.extraStatus, sinks, workers),
-    );
+    // -E: zero pages leave bitmap 2 first, read without erasing (makedumpfile's exclude_zero_pages_cyclic
+    // reads the vmcore as it is), so that the erase plan sees the pages the ELF file will hold.
+    const elfZero = plan.form === "elf" && (f.source.dumpLevel & 1) !== 0
+      ? excludeZeroPages(f.source.mem, f.source.bitmap2, f.source.maxMapnr, f.source.pageSize)
+      : 0;
+    const kept = input.format === "elf" ? new Uint8Array(0) : input.kdump.eraseinfo;
+    const late = plan.form !== "elf" && (plan.erase !== undefined || kept.length > 0)
+      ? { offset: f.source.pageSize + SH.offsetEraseinfo, length: 16 }
+      : undefined;
+    const sinks = open({ lateRewrite: late });
+    const write = await useSinks(sinks, () => {
+      // Inside useSinks: a symbol that cannot be resolved removes the outputs just opened.
+      const source = withErasing(plan, f.source, f.model, sinks.length, kept, opts);
+      return writeForm(plan, opts, control, source, f.extraStatus, sinks, workers, elfZero);
+    });
     // Pages held by two PT_LOADs (kexec's kernel-image load): counted once here, once per load by
     // makedumpfile, whose -E writer also counts each load's partial last page.
     const overlap = input.format === "elf"
@@ -210,17 +236,63 @@ async function runLevel(
 
 /**
  * --config / --erase / --erase-secrets: the writer's source reads pages through the erased overlay, and
- * carries the ERASEINFO (kdump: after the page data; -E: a note after the input's notes).
+ * carries the ERASEINFO (kdump: after the page data, after the re-filtered input's own `kept` one; split:
+ * per file, for the ranges that start in its pfn range; -E: a note after the input's notes, the ranges
+ * that start in the file-backed part of a PT_LOAD, short excluded runs included).
  */
-function withErasing(plan: DumpPlan, src: KdumpSource, model: MemoryModel, opts: RunOptions): KdumpSource {
-  const req = plan.erase!;
-  const ep = prepareErase(req, model, src.bitmap2, src.maxMapnr, plan.input.path);
+function withErasing(
+  plan: DumpPlan,
+  src: KdumpSource,
+  model: MemoryModel,
+  nSinks: number,
+  kept: Uint8Array,
+  opts: RunOptions,
+): KdumpSource {
+  const req = plan.erase;
+  if (req === undefined) return kept.length > 0 ? { ...src, eraseinfo: kept } : src;
+  const planner = prepareErase(req, model, plan.input.path);
   for (const s of req.skipped) opts.notice?.(`warning: ${req.source}: ${s} skipped`);
-  opts.debug?.(`erase: ${ep.erasedBytes} bytes in ${ep.overlays.length} pieces`);
+  const inBitmap = (pfn: number) => pfn < src.maxMapnr && src.bitmap2.get(pfn);
+  let parts: ErasePlan[];
+  if (plan.form === "split") {
+    const ranges = splitRanges(src.bitmap2, src.maxMapnr, nSinks, src.pageSize, plan.splitblockSize);
+    parts = ranges.map((r) => planner((pfn) => pfn >= r.startPfn && pfn < r.endPfn && inBitmap(pfn)));
+  } else if (plan.form === "elf") {
+    parts = [planner(elfFilePages(planElfDump(elfSourceOf(plan.input as ElfDumpInput, src)), src.pageSize))];
+  } else {
+    parts = [planner(inBitmap)];
+  }
+  const overlays = parts.flatMap((p) => p.overlays);
+  const erasedBytes = parts.reduce((a, p) => a + p.erasedBytes, 0);
+  opts.debug?.(`erase: ${erasedBytes} bytes in ${overlays.length} pieces`);
+  const mem = new ErasingMemory(src.mem, overlays);
+  const info = parts.map((p) => concatBytes(kept, p.eraseinfo));
+  if (plan.form === "split") return { ...src, mem, eraseinfoParts: info };
+  const ep = parts[0];
   const noteBytes = plan.form === "elf" && ep.elfNote.length > 0
     ? concatBytes(src.noteBytes, ep.elfNote)
     : src.noteBytes;
-  return { ...src, mem: new ErasingMemory(src.mem, ep.overlays), eraseinfo: ep.eraseinfo, noteBytes };
+  return { ...src, mem, eraseinfo: info[0], noteBytes };
+}
+
+/**
+ * The pages an -E file holds with their content: the file-backed part of each PT_LOAD, which includes the
+ * excluded pages of runs shorter than 256 pages (makedumpfile's write_elf_load_segment filters every page it
+ * copies, these too).
+ */
+function elfFilePages(layout: ElfLayout, pageSize: number): (pfn: number) => boolean {
+  const spans = layout.loads.filter((l) => l.fileSize > 0).map((l) => [l.paddr, l.paddr + l.fileSize]);
+  spans.sort((a, b) => a[0] - b[0]);
+  return (pfn) => {
+    const p = pfn * pageSize;
+    let lo = 0, hi = spans.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (spans[mid][1] <= p) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < spans.length && spans[lo][0] <= p;
+  };
 }
 
 function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -239,6 +311,7 @@ async function writeForm(
   extraStatus: number,
   sinks: Sink[],
   workers: CodecWorkers | undefined,
+  elfZero: number,
 ): Promise<KdumpWriteResult> {
   if (plan.form === "split") {
     const r = await writeKdumpSplitAsync(src, sinks, {
@@ -251,7 +324,7 @@ async function writeForm(
     return r.total;
   }
   const sink = sinks[0];
-  if (plan.form === "elf") return await writeElf(plan.input as ElfDumpInput, src, sink, control);
+  if (plan.form === "elf") return await writeElf(plan.input as ElfDumpInput, src, sink, control, elfZero);
   const wopts: KdumpWriteOptions = {
     codec: plan.codec,
     sink,
@@ -271,37 +344,37 @@ async function writeForm(
   return await writeKdumpAsync(src, wopts);
 }
 
-/** -E: an ELF dump of the filtered pages. */
+/**
+ * The -E writer's input: the filtered pages of `src` (read through src.mem: with --config/--erase the erased
+ * overlay) in the input's PT_LOADs. Zero pages must already have left bitmap 2.
+ */
+function elfSourceOf(input: ElfDumpInput, src: KdumpSource): ElfDumpSource {
+  const core = input.core;
+  return {
+    mem: src.mem,
+    bitmap1: src.bitmap1,
+    bitmap2: src.bitmap2,
+    maxMapnr: src.maxMapnr,
+    pageSize: src.pageSize,
+    noteBytes: src.noteBytes,
+    // The input's PT_LOADs in program-header order, overlapping ones included (makedumpfile writes
+    // kexec's kernel-image load and the System RAM load holding it, each with its pages).
+    segments: core.loads,
+    ...inputElfHeaders(core),
+    // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
+    beyondMaxMapnr: "exclude",
+  };
+}
+
+/** -E: an ELF dump of the filtered pages (`zero` zero pages already left bitmap 2: runLevel). */
 async function writeElf(
   input: ElfDumpInput,
   src: KdumpSource,
   sink: Sink,
   control: WriteControl,
+  zero: number,
 ): Promise<KdumpWriteResult> {
-  const core = input.core;
-  // ELF has no shared zero page: zero pages leave bitmap 2 first (makedumpfile's pre-pass).
-  // Pages are read through src.mem: with --config/--erase it overlays the erased bytes (zero check included).
-  const zero = (src.dumpLevel & 1) !== 0
-    ? excludeZeroPages(src.mem, src.bitmap2, src.maxMapnr, src.pageSize)
-    : 0;
-  const r = await writeElfDumpAsync(
-    {
-      mem: src.mem,
-      bitmap1: src.bitmap1,
-      bitmap2: src.bitmap2,
-      maxMapnr: src.maxMapnr,
-      pageSize: src.pageSize,
-      noteBytes: src.noteBytes,
-      // The input's PT_LOADs in program-header order, overlapping ones included (makedumpfile writes
-      // kexec's kernel-image load and the System RAM load holding it, each with its pages).
-      segments: core.loads,
-      ...inputElfHeaders(core),
-      // Pages past max_mapnr (no mem_map: VGA memory, BIOS ROM) are left out, as in the kdump format.
-      beyondMaxMapnr: "exclude",
-    },
-    sink,
-    control,
-  );
+  const r = await writeElfDumpAsync(elfSourceOf(input, src), sink, control);
   return {
     dumpablePages: r.dumpedPages,
     zeroPages: zero,

@@ -9,7 +9,8 @@
  * - Writes below `holdBytes` (default 1 MiB: the kdump main header, sub header and notes, which are the
  *   bytes writers rewrite; the ELF header and program headers) are kept in memory, rewrites patch them,
  *   and they are emitted at `finish()` — after the page data, which is fine: readers place records by
- *   offset (makedumpfile -R replays them in order, crash and libkdumpfile sort them).
+ *   offset (makedumpfile -R replays them in order, crash and libkdumpfile sort them). With `holdAt` the
+ *   held window starts there instead of at 0.
  * - Contiguous writes are gathered into records of up to `recordSize` bytes (default 1 MiB); a rewrite of
  *   bytes still in that buffer patches it.
  * - A rewrite of bytes already sent, or a second write of them, is refused with a VmsiftError instead of
@@ -34,8 +35,14 @@ export interface ByteStream {
 export interface FlatSinkOptions {
   /** Largest record payload and size of the gathering buffer (default 1 MiB). */
   recordSize?: number;
-  /** Bytes at the start of the output kept in memory until finish so they can be rewritten (default 1 MiB). */
+  /** Bytes of the output kept in memory until finish so they can be rewritten (default 1 MiB). */
   holdBytes?: number;
+  /**
+   * Where the held bytes start (default 0: the first `holdBytes` bytes). -F with ERASEINFO holds only the
+   * sub header's eraseinfo fields, rewritten after the page data, so the main header's record still comes
+   * first in the stream.
+   */
+  holdAt?: number;
 }
 
 /** Sink producing a flattened stream. */
@@ -48,6 +55,8 @@ export class FlatSink implements Sink {
   #recLen = 0;
   #hold: Uint8Array;
   readonly holdBytes: number;
+  /** First held offset: the held window is [holdAt, holdAt + holdBytes). */
+  readonly holdAt: number;
   #held = new IntervalSet();
   /** Ranges already sent as records. */
   #sent = new IntervalSet();
@@ -67,6 +76,7 @@ export class FlatSink implements Sink {
     if (!(rs >= 1)) throw new VmsiftError(`bad record size ${rs}`, { file: label });
     this.#rec = new Uint8Array(FLAT_RECORD_HEADER_SIZE + rs);
     this.holdBytes = Math.max(0, opts.holdBytes ?? (1 << 20));
+    this.holdAt = Math.max(0, opts.holdAt ?? 0);
     this.#hold = new Uint8Array(0);
   }
 
@@ -114,15 +124,35 @@ export class FlatSink implements Sink {
     }
   }
 
+  /** Keep `bytes` (inside the held window) for finish. */
   #holdWrite(offset: number, bytes: Uint8Array): void {
-    const end = offset + bytes.length;
+    const rel = offset - this.holdAt, end = rel + bytes.length;
     if (end > this.#hold.length) {
       const n = new Uint8Array(Math.min(this.holdBytes, Math.max(end, this.#hold.length * 2, 65536)));
       n.set(this.#hold);
       this.#hold = n;
     }
-    this.#hold.set(bytes, offset);
-    this.#held.add(offset, end);
+    this.#hold.set(bytes, rel);
+    this.#held.add(offset, offset + bytes.length);
+    if (offset + bytes.length > this.highWater) this.highWater = offset + bytes.length;
+  }
+
+  /**
+   * Call `fn(at, piece, held)` for the pieces of a write at `offset`: before, inside and after the held
+   * window, in order.
+   */
+  #pieces(
+    offset: number,
+    bytes: Uint8Array,
+    fn: (at: number, piece: Uint8Array, held: boolean) => void,
+  ): void {
+    const hs = this.holdAt, he = this.holdAt + this.holdBytes, end = offset + bytes.length;
+    const cuts = [offset, Math.min(Math.max(hs, offset), end), Math.min(Math.max(he, offset), end), end];
+    for (let i = 0; i < 3; i++) {
+      if (cuts[i + 1] > cuts[i]) {
+        fn(cuts[i], bytes.subarray(cuts[i] - offset, cuts[i + 1] - offset), i === 1);
+      }
+    }
   }
 
   write(offset: number, bytes: Uint8Array): void {
@@ -131,24 +161,24 @@ export class FlatSink implements Sink {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new VmsiftError(`bad write offset ${offset}`, { file: this.label });
     }
-    let pos = 0;
-    if (offset < this.holdBytes) {
-      const n = Math.min(bytes.length, this.holdBytes - offset);
-      this.#holdWrite(offset, bytes.subarray(0, n));
-      pos = n;
-    }
+    this.#pieces(offset, bytes, (at, piece, held) => {
+      if (held) this.#holdWrite(at, piece);
+      else this.#streamWrite(at, piece);
+    });
+  }
+
+  /** A write outside the held window: gathered into records. */
+  #streamWrite(offset: number, bytes: Uint8Array): void {
     const end = offset + bytes.length;
-    if (pos < bytes.length && this.#sent.overlaps(offset + pos, end)) {
+    if (this.#sent.overlaps(offset, end)) {
       throw new VmsiftError(
-        `bytes 0x${(offset + pos).toString(16)}-0x${end.toString(16)} were already streamed`,
-        {
-          file: this.label,
-          offset: offset + pos,
-        },
+        `bytes 0x${offset.toString(16)}-0x${end.toString(16)} were already streamed`,
+        { file: this.label, offset },
       );
     }
     if (end > this.highWater) this.highWater = end;
     const cap = this.#rec.length - FLAT_RECORD_HEADER_SIZE;
+    let pos = 0;
     while (pos < bytes.length) {
       const at = offset + pos;
       if (this.#recLen > 0 && at !== this.#recStart + this.#recLen) this.#flushRecord();
@@ -162,43 +192,43 @@ export class FlatSink implements Sink {
   }
 
   /**
-   * True when `rewrite(offset, bytes of length)` would succeed: the bytes are in the held area, still in the
-   * gathering buffer, or not written yet.
+   * True when `rewrite(offset, bytes of length)` would succeed: the bytes are in the held window, still in
+   * the gathering buffer, or not written yet.
    */
   canRewrite(offset: number, length: number): boolean {
-    const a = Math.max(offset, this.holdBytes), end = offset + length;
-    if (a >= end) return true;
-    const rs = this.#recStart, re = rs + this.#recLen;
-    if (this.#recLen > 0 && a >= rs && end <= re) return true;
-    return !this.#sent.overlaps(a, end) && !(this.#recLen > 0 && a < re && end > rs);
+    let ok = true;
+    this.#pieces(offset, new Uint8Array(length), (a, piece, held) => {
+      if (held) return;
+      const end = a + piece.length;
+      const rs = this.#recStart, re = rs + this.#recLen;
+      if (this.#recLen > 0 && a >= rs && end <= re) return;
+      if (this.#sent.overlaps(a, end) || (this.#recLen > 0 && a < re && end > rs)) ok = false;
+    });
+    return ok;
   }
 
   rewrite(offset: number, bytes: Uint8Array): void {
     this.#open("rewrite", offset);
     if (bytes.length === 0) return;
-    const end = offset + bytes.length;
-    let pos = 0;
-    if (offset < this.holdBytes) {
-      const n = Math.min(bytes.length, this.holdBytes - offset);
-      this.#holdWrite(offset, bytes.subarray(0, n));
-      pos = n;
-    }
-    if (pos === bytes.length) return;
-    const a = offset + pos;
-    const rs = this.#recStart, re = rs + this.#recLen;
-    if (this.#recLen > 0 && a >= rs && end <= re) {
-      this.#rec.set(bytes.subarray(pos), FLAT_RECORD_HEADER_SIZE + (a - rs));
-      return;
-    }
-    if (this.#sent.overlaps(a, end) || (this.#recLen > 0 && a < re && end > rs)) {
-      throw new VmsiftError(
-        `cannot rewrite bytes 0x${a.toString(16)}-0x${end.toString(16)}: already streamed ` +
-          `(only the first ${this.holdBytes} bytes can be rewritten in a flattened stream)`,
-        { file: this.label, offset: a },
-      );
-    }
-    // Never written before: an ordinary write.
-    this.write(a, bytes.subarray(pos));
+    this.#pieces(offset, bytes, (a, piece, held) => {
+      if (held) return this.#holdWrite(a, piece);
+      const end = a + piece.length;
+      const rs = this.#recStart, re = rs + this.#recLen;
+      if (this.#recLen > 0 && a >= rs && end <= re) {
+        this.#rec.set(piece, FLAT_RECORD_HEADER_SIZE + (a - rs));
+        return;
+      }
+      if (this.#sent.overlaps(a, end) || (this.#recLen > 0 && a < re && end > rs)) {
+        throw new VmsiftError(
+          `cannot rewrite bytes 0x${a.toString(16)}-0x${end.toString(16)}: already streamed ` +
+            `(only bytes 0x${this.holdAt.toString(16)}-0x${(this.holdAt + this.holdBytes).toString(16)} ` +
+            `can be rewritten in this flattened stream)`,
+          { file: this.label, offset: a },
+        );
+      }
+      // Never written before: an ordinary write.
+      this.#streamWrite(a, piece);
+    });
   }
 
   finish(size: number): void {
@@ -209,7 +239,8 @@ export class FlatSink implements Sink {
       for (let p = s; p < e; p += cap) {
         const n = Math.min(cap, e - p);
         this.#recStart = p;
-        this.#rec.set(this.#hold.subarray(p, p + n), FLAT_RECORD_HEADER_SIZE);
+        const rel = p - this.holdAt;
+        this.#rec.set(this.#hold.subarray(rel, rel + n), FLAT_RECORD_HEADER_SIZE);
         this.#recLen = n;
         this.#flushRecord();
       }

@@ -368,3 +368,32 @@ test({
     }
   },
 });
+
+test("FlatSink holdAt: only the held window waits for finish; rewrites land there, nothing overlaps", () => {
+  // -F with ERASEINFO: the 16 bytes of the sub header's eraseinfo fields (block 1 + 64) are rewritten after
+  // the page data; the main header's record must still come first.
+  const c = new Collector();
+  const s = new FlatSink(c, "mem", { recordSize: 4096, holdAt: 4096 + 64, holdBytes: 16 });
+  const head = new Uint8Array(8192).map((_, i) => i & 0xff);
+  s.write(0, head);
+  s.write(8192, new Uint8Array(3000).fill(7));
+  assert.ok(s.canRewrite(4096 + 64, 16));
+  assert.ok(!s.canRewrite(4096 + 48, 16)); // overlaps streamed bytes
+  assert.throws(() => s.rewrite(4096, new Uint8Array(80)), VmsiftError);
+  s.write(11192, new Uint8Array([0x65, 0x72]));
+  s.rewrite(4096 + 64, new Uint8Array(16).fill(0xee));
+  s.finish(11194);
+  const recs = records(c.bytes());
+  assert.deepEqual(recs[0], [0, 4096]); // the main header first
+  assert.deepEqual(recs[recs.length - 1], [4096 + 64, 16]); // the held bytes last
+  const covered = recs.reduce((a, [, n]) => a + n, 0);
+  assert.equal(covered, 11194); // every byte once
+  const out = new Uint8Array(11194);
+  for (const ch of new FlatReader(source(c.bytes()), "mem").chunks()) out.set(ch.bytes, ch.offset);
+  const want = new Uint8Array(11194);
+  want.set(head);
+  want.fill(0xee, 4096 + 64, 4096 + 80);
+  want.fill(7, 8192, 11192);
+  want.set([0x65, 0x72], 11192);
+  equalBytes(out, want, "rebuilt");
+});

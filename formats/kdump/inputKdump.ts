@@ -306,6 +306,11 @@ export interface KdumpInput {
   incomplete: boolean;
   /** Header status of the input. */
   status: number;
+  /**
+   * The input's ERASEINFO text (sub header offset_eraseinfo/size_eraseinfo, header_version ≥ 5), empty
+   * without. A re-filtered dump keeps it, followed by its own (makedumpfile's write_kdump_eraseinfo).
+   */
+  eraseinfo: Uint8Array;
   /** Flattened input: records indexed. */
   flatRecords?: number;
   /** Close the dump. */
@@ -390,9 +395,22 @@ function describe(
     crashTime: h.timestampSec,
     incomplete: dump.incomplete,
     status: h.status,
+    eraseinfo: readEraseinfo(dump, path),
     flatRecords: flat?.records,
     close: () => dump.close(),
   };
+}
+
+/** The ERASEINFO bytes of `dump` (makedumpfile's has_eraseinfo: offset and size both non-zero). */
+function readEraseinfo(dump: KdumpFile, path: string): Uint8Array {
+  const { offsetEraseinfo: off, sizeEraseinfo: size } = dump.subHeader;
+  if (dump.header.headerVersion < 5 || off === 0 || size === 0) return new Uint8Array(0);
+  if (off + size > dump.file.size) {
+    throw new VmsiftError(`ERASEINFO (${size} bytes) past the end of the file`, { file: path, offset: off });
+  }
+  const b = new Uint8Array(size);
+  dump.file.readExact(off, b);
+  return b;
 }
 
 /** Clear the pfns whose descriptor was never written (offset 0); returns how many. */

@@ -18,6 +18,8 @@
  * files, exactly like makedumpfile (--splitblock-size makes blocks smaller).
  *
  * The input is read once: the pages are walked in pfn order and each goes to the file whose range holds it.
+ * With --config/--erase each file ends with the ERASEINFO of what was erased in its range (as each of
+ * makedumpfile's split processes writes it), its own offset_eraseinfo/size_eraseinfo in its sub header.
  */
 import { VmsiftError } from "../../core/errors.ts";
 import type { PfnBitmap } from "../../core/bitmap.ts";
@@ -256,6 +258,8 @@ function* splitPages(
             { file: sink.label },
           );
         }
+        const eraseinfo = src.eraseinfoParts?.[i] ?? src.eraseinfo;
+        if (eraseinfo !== undefined) out.appendEraseinfo(eraseinfo);
         res.fileSize = out.dataEnd;
         sink.finish(res.fileSize);
       } catch (e) {

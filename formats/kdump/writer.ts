@@ -53,8 +53,13 @@ export interface KdumpSource {
   physBase: bigint;
   /** dump_level of the sub header. */
   dumpLevel: number;
-  /** ERASEINFO text to append after the page data (--config / --erase; core/eraseApply.ts). */
+  /**
+   * ERASEINFO text to append after the page data (--config / --erase, core/eraseApply.ts; a re-filtered
+   * input's own ERASEINFO first).
+   */
   eraseinfo?: Uint8Array;
+  /** --split: the ERASEINFO of each file instead (each holds what was erased in its pfn range). */
+  eraseinfoParts?: readonly Uint8Array[];
 }
 
 /** Writer options. */
