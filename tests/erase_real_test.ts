@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { ElfCore } from "../formats/elfCore.ts";
-import { haveReal, haveVmlinux, realVmcore, VMLINUX } from "./support/fixture.ts";
-import { haveProgram, MDF_C31_ARGS, runVmsift, tempDirTests } from "./support/run.ts";
+import { haveReal, haveVmlinux, realVmcore, unpackReal, VMLINUX } from "./support/fixture.ts";
+import { haveProgram, MAIN, MDF_C31_ARGS, runVmsift, tempDirTests } from "./support/run.ts";
 
 const { tmp, test } = tempDirTests("vmsift-erase-");
 const newDir = (n: string) => {
@@ -100,14 +100,14 @@ function eraseinfoOf(path: string): string {
   }
 }
 
-async function vmsift(dir: string, name: string, extra: string[]): Promise<string> {
+async function vmsift(dir: string, name: string, extra: string[], input?: string): Promise<string> {
   const out = `${dir}/${name}.kdump`;
   const r = await runVmsift([
     ...MDF_C31_ARGS,
     "--message-level",
     "4",
     ...extra,
-    await realVmcore(),
+    input ?? await realVmcore(),
     out,
   ]);
   assert.equal(r.code, 0, r.stderr);
@@ -254,5 +254,111 @@ t(
     } finally {
       core.close();
     }
+  },
+);
+
+t(
+  "erase real: -F | -R gives makedumpfile's -F | makedumpfile -R file (plain config)",
+  !haveReal(),
+  async () => {
+    // makedumpfile 1.7.2 -F -x vmlinux --config plain -c -d 31 | makedumpfile -R: sha256 = CASES.plain.sha256.
+    const dir = newDir("flat");
+    const conf = `${dir}/plain.conf`;
+    Deno.writeTextFileSync(conf, CASES.plain.config);
+    const o = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "-F",
+        ...MDF_C31_ARGS,
+        "--no-image-guard",
+        "--config",
+        conf,
+        await realVmcore(),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    const out = `${dir}/rebuilt.kdump`;
+    const r = await runVmsift(["-R", out], { stdin: o.stdout });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await sha256(out), CASES.plain.sha256);
+  },
+);
+
+// makedumpfile 1.7.2 re-filtering a kdump file (-x vmlinux -c -d 31 [--config F] IN OUT): the input's
+// ERASEINFO is copied, then the new one appended (write_kdump_eraseinfo).
+const REFILTER = {
+  /** The plain config's file re-filtered with the forms config. */
+  plainThenForms: "1ac32e194c5f00653a5282f9953fb8eb12dd89c2e51879f82e2cbf097652e754",
+  /** The plain config's file re-filtered without a config: its ERASEINFO kept. */
+  plainThenNone: "3b452fca71c7a581cd0224cd03dcea7e2e9afd5b3adc0fe7775f022d10bc701a",
+};
+
+t(
+  "erase real: re-filtering a kdump file erases from its own kallsyms + BTF and keeps its ERASEINFO, as makedumpfile",
+  !haveReal(),
+  async () => {
+    const dir = newDir("refilter");
+    const plainConf = `${dir}/plain.conf`, formsConf = `${dir}/forms.conf`;
+    Deno.writeTextFileSync(plainConf, CASES.plain.config);
+    Deno.writeTextFileSync(formsConf, CASES.forms.config);
+    const plain = await vmsift(dir, "plain", ["--no-image-guard", "--config", plainConf]);
+    assert.equal(await sha256(plain), CASES.plain.sha256);
+    const both = await vmsift(dir, "both", ["--no-image-guard", "--config", formsConf], plain);
+    assert.equal(eraseinfoOf(both), CASES.plain.eraseinfo + CASES.forms.eraseinfo);
+    assert.equal(await sha256(both), REFILTER.plainThenForms);
+    const none = await vmsift(dir, "none", ["--no-image-guard"], plain);
+    assert.equal(eraseinfoOf(none), CASES.plain.eraseinfo);
+    assert.equal(await sha256(none), REFILTER.plainThenNone);
+    // makedumpfile's own -c -d 31 file (no ERASEINFO) re-filtered with the plain config: the same file as
+    // from the ELF vmcore (makedumpfile gives it too).
+    const mdf = await vmsift(
+      dir,
+      "mdf",
+      ["--no-image-guard", "--config", plainConf],
+      await unpackReal("makedumpfile-c-d31.kdump"),
+    );
+    assert.equal(await sha256(mdf), CASES.plain.sha256);
+  },
+);
+
+t(
+  "erase real: --split, each file with the ERASEINFO of its own pfn range, as makedumpfile's split processes",
+  !haveReal(),
+  async () => {
+    // makedumpfile 1.7.2 -x vmlinux --config loops -c -d 31 --split --splitblock-size 4096 VMCORE S1 S2 S3.
+    // Every process writes the lines of the commands it applied; an iteration it did not apply repeats the
+    // previous size text, and before any (S3: the 29 tasks of S2) makedumpfile prints an uninitialized
+    // buffer (6 bytes of a stack address here; vmsift: nothing). Files 1 and 2 are byte-identical; file 3
+    // is, but for those bytes and its size_eraseinfo.
+    const dir = newDir("split");
+    const conf = `${dir}/loops.conf`;
+    Deno.writeTextFileSync(conf, CASES.loops.config);
+    const parts = [1, 2, 3].map((i) => `${dir}/s${i}`);
+    const r = await runVmsift([
+      ...MDF_C31_ARGS,
+      "--no-image-guard",
+      "--config",
+      conf,
+      "--split",
+      "--splitblock-size",
+      "4096",
+      await realVmcore(),
+      ...parts,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(parts.map(eraseinfoOf), [
+      "erase p.comm size 8\n" + "erase l.next nullify\n".repeat(4),
+      "erase t.comm size 16\n".repeat(63),
+      "erase t.comm ".repeat(29) + "erase t.comm size 16\n".repeat(34),
+    ]);
+    assert.deepEqual(await Promise.all(parts.map(sha256)), [
+      "397eb055f126550541951370d35a8d9944d6b83cf521c526d5bede594df406c6", // makedumpfile's
+      "923347c6e4a7741cda8d2cf607b94647d348bb46afda5aef739fcdc3f2e56fe2", // makedumpfile's
+      "82167e05df3a6827f4834c7101c097a8b7b70974c8f304bfb34ab3d702c953b2",
+    ]);
   },
 );
