@@ -170,7 +170,18 @@ class Resolver {
       ce.symAddr = addr;
       const t = this.types.symbolType(ce.name!);
       if (t === undefined) {
-        this.fail(ce.line, `the type of '${ce.name}' is unknown: ${this.types.describeSymbolTypes()}`);
+        // `erase SYMBOL size N` needs no type: the bytes at the symbol's address (`nullify` needs a pointer).
+        const st = ce.stmt;
+        if (ce.flag & FILTER && !ce.next && st !== undefined && st.size !== undefined && !st.nullify) {
+          ce.typeName = "(untyped)";
+          ce.vaddr = ce.symAddr;
+          ce.flag |= RESOLVED;
+          return true;
+        }
+        this.fail(
+          ce.line,
+          `the type of '${ce.name}' is unknown (give a size): ${this.types.describeSymbolTypes()}`,
+        );
       }
       ce.typeName = t.name;
       ce.size = t.size;

@@ -14,7 +14,7 @@ import type { MemoryModel } from "../core/memoryModel.ts";
 import { prepareErase } from "./erase.ts";
 import {
   type ElfDumpSource,
-  type ElfLayout,
+  elfFilePages,
   inputElfHeaders,
   planElfDump,
   writeElfDumpAsync,
@@ -273,26 +273,6 @@ function withErasing(
     ? concatBytes(src.noteBytes, ep.elfNote)
     : src.noteBytes;
   return { ...src, mem, eraseinfo: info[0], noteBytes };
-}
-
-/**
- * The pages an -E file holds with their content: the file-backed part of each PT_LOAD, which includes the
- * excluded pages of runs shorter than 256 pages (makedumpfile's write_elf_load_segment filters every page it
- * copies, these too).
- */
-function elfFilePages(layout: ElfLayout, pageSize: number): (pfn: number) => boolean {
-  const spans = layout.loads.filter((l) => l.fileSize > 0).map((l) => [l.paddr, l.paddr + l.fileSize]);
-  spans.sort((a, b) => a[0] - b[0]);
-  return (pfn) => {
-    const p = pfn * pageSize;
-    let lo = 0, hi = spans.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (spans[mid][1] <= p) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < spans.length && spans[lo][0] <= p;
-  };
 }
 
 function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -304,6 +304,26 @@ export function planElfDump(src: ElfDumpSource): ElfLayout {
   };
 }
 
+/**
+ * The pages an -E file holds with their content: the file-backed part of each PT_LOAD, which includes the
+ * excluded pages of runs shorter than 256 pages (makedumpfile's write_elf_load_segment filters every page it
+ * copies, these too: --config/--erase applies to them, core/eraseApply.ts).
+ */
+export function elfFilePages(layout: ElfLayout, pageSize: number): (pfn: number) => boolean {
+  const spans = layout.loads.filter((l) => l.fileSize > 0).map((l) => [l.paddr, l.paddr + l.fileSize]);
+  spans.sort((a, b) => a[0] - b[0]);
+  return (pfn) => {
+    const p = pfn * pageSize;
+    let lo = 0, hi = spans.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (spans[mid][1] <= p) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < spans.length && spans[lo][0] <= p;
+  };
+}
+
 /** ELF header, program headers, optional section header 0 and the notes: the first `loadOffset` bytes. */
 function encodeElfHead(src: ElfDumpSource, layout: ElfLayout): Uint8Array {
   const out = new Uint8Array(layout.loadOffset);

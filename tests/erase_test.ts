@@ -13,6 +13,8 @@ import { BtfKernelTypes } from "../core/kernelTypes.ts";
 import type { PhysicalMemory } from "../core/physMem.ts";
 import type { VirtualMemory } from "../core/virtMem.ts";
 import { BtfBuilder } from "../fixtures/synthetic/btf.ts";
+import { MemBitmap } from "../core/bitmap.ts";
+import { elfFilePages, planElfDump } from "../formats/elfWriter.ts";
 
 Deno.test("filter.conf: every statement form, comments, tabs, sections, commands across lines", () => {
   const cfg = parseFilterConfig(
@@ -164,6 +166,7 @@ function kernel() {
     item_list: BASE + 0x2010n,
     secret: BASE + 0x2020n,
     secret_len: BASE + 0x2028n,
+    untyped: BASE + 0x2030n, // a symbol without a BTF variable nor a known type
   };
   const vm = new FlatVm();
   const it = (i: number) => 0x1000 + i * 48;
@@ -277,6 +280,57 @@ Deno.test("erase: applied page by page; a range starting on a page not written i
   assert.equal(m.viewPhys(3 * PAGE, PAGE), null);
 });
 
+Deno.test("erase -E: ranges on pages of short excluded runs are applied, as makedumpfile's -E writes them", () => {
+  // One PT_LOAD of 1000 pages: 0-99 dumped, 100-109 excluded (a short run: written with their content),
+  // 110-199 dumped, 200-599 excluded (256 or more: left out, a new PT_LOAD), 600-989 dumped, 990-999
+  // excluded (the end of the segment: left out).
+  const bm = new MemBitmap(1000);
+  for (const [a, b] of [[0, 100], [110, 200], [600, 990]]) for (let p = a; p < b; p++) bm.set(p);
+  const mem: PhysicalMemory = { label: "m", segments: [], readPhys: () => true };
+  const layout = planElfDump({
+    mem,
+    bitmap1: bm,
+    bitmap2: bm,
+    maxMapnr: 1000,
+    pageSize: PAGE,
+    noteBytes: new Uint8Array(0),
+    segments: [{ paddr: 0, memSize: 1000 * PAGE, fileSize: 1000 * PAGE, fileOffset: 0, vaddr: 0n }],
+  });
+  const written = elfFilePages(layout, PAGE);
+  assert.deepEqual([0, 105, 199, 200, 599, 600, 989, 990].map(written), [
+    true,
+    true,
+    true,
+    false,
+    false,
+    true,
+    true,
+    false,
+  ]);
+  const range = (paddr: number, size: number, info: number) => ({
+    vaddr: 0n,
+    paddr,
+    size,
+    nullify: false,
+    info,
+    sizeIndex: 0,
+  });
+  const res = {
+    // On a page of the short run; across the start of the long run; on the excluded tail.
+    ranges: [range(105 * PAGE + 8, 16, 0), range(200 * PAGE - 8, 24, 1), range(995 * PAGE, 4, 2)],
+    infos: [{ expr: "a", numSizes: 1 }, { expr: "b", numSizes: 1 }, { expr: "c", numSizes: 1 }],
+  };
+  const elf = planErase(res, written, PAGE);
+  assert.deepEqual(elf.overlays, [
+    { paddr: 105 * PAGE + 8, len: 16, byte: 0x58 },
+    { paddr: 200 * PAGE - 8, len: 8, byte: 0x58 },
+  ]);
+  assert.equal(new TextDecoder().decode(elf.eraseinfo), "erase a size 16\nerase b size 8\n");
+  // A kdump file holds the pages of bitmap 2 only: the short run's page is not written, nor erased.
+  const kdump = planErase(res, (pfn) => bm.get(pfn), PAGE);
+  assert.equal(new TextDecoder().decode(kdump.eraseinfo), "erase b size 8\n");
+});
+
 Deno.test("erase: unknown symbol, member or type is an error naming it", () => {
   const k = kernel();
   const check = (text: string, re: RegExp) =>
@@ -288,4 +342,13 @@ Deno.test("erase: unknown symbol, member or type is an error naming it", () => {
   check("erase items.nosuch", /struct 'item' has no member with name 'nosuch'/);
   check("for l in item_list\nerase l.len\nendfor", /use 'within' to give StructName:ListHeadMember/);
   check("erase items.name size items.name", /size symbol\/member 'name' is not of base type/);
+  check("erase untyped", /line 1: the type of 'untyped' is unknown \(give a size\)/);
+  check("erase untyped nullify", /the type of 'untyped' is unknown/);
+  check("erase untyped.x size 4", /the type of 'untyped' is unknown/);
+});
+
+Deno.test("erase: a symbol of unknown type with a size erases the bytes at its address", () => {
+  const r = run("erase untyped size 12", () => true);
+  assert.deepEqual(r.res.ranges.map((x) => [x.paddr, x.size, x.nullify]), [[0x2030, 12, false]]);
+  assert.equal(r.eraseinfo, "erase untyped size 12\n");
 });
