@@ -152,7 +152,7 @@ export {
   planDump,
 } from "./dump/plan.ts";
 /** Running a plan: one whole dump, vmcore in, dump out. */
-export { dumpVmcore, runDump, type RunOptions } from "./dump/run.ts";
+export { dumpVmcore, runDump, type RunOptions, type SinkNeeds } from "./dump/run.ts";
 /** What a dump did. */
 export { type DumpReport, reportJson } from "./dump/report.ts";
 /** One dump level applied to an input: model, bitmaps, scan, and the writer's source. */

@@ -188,32 +188,38 @@ t(
 );
 
 t(
-  "erase real: crash reads the erased values as Xs",
+  "erase real: crash reads the erased values as Xs, from the kdump file and from the -F stream",
   !haveReal() || !haveVmlinux() || !haveProgram("crash"),
   async () => {
     const dir = newDir("crash");
-    const out = await vmsift(dir, "crash", [
-      "--erase",
-      "init_uts_ns.name.nodename",
-      "--erase",
-      "saved_command_line:32",
-    ]);
-    const child = new Deno.Command("crash", {
-      args: ["-s", VMLINUX, out],
-      stdin: "piped",
+    const args = ["--erase", "init_uts_ns.name.nodename", "--erase", "saved_command_line:32"];
+    const out = await vmsift(dir, "crash", args);
+    const flat = `${dir}/crash.flat`;
+    const o = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "-F", ...MDF_C31_ARGS, ...args, await realVmcore()],
       stdout: "piped",
       stderr: "piped",
-    })
-      .spawn();
-    const w = child.stdin.getWriter();
-    await w.write(
-      new TextEncoder().encode("p init_uts_ns.name.nodename\nx/s *(char **)&saved_command_line\nquit\n"),
-    );
-    await w.close();
-    const r = await child.output();
-    const text = new TextDecoder().decode(r.stdout);
-    assert.match(text, /= "X{65}"\n/); // init_uts_ns.name.nodename
-    assert.match(text, /"X{32} init_on_free=1"/); // the first 32 bytes of the command line
+    }).output();
+    assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+    Deno.writeFileSync(flat, o.stdout);
+    for (const dump of [out, flat]) {
+      const child = new Deno.Command("crash", {
+        args: ["-s", VMLINUX, dump],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .spawn();
+      const w = child.stdin.getWriter();
+      await w.write(
+        new TextEncoder().encode("p init_uts_ns.name.nodename\nx/s *(char **)&saved_command_line\nquit\n"),
+      );
+      await w.close();
+      const r = await child.output();
+      const text = new TextDecoder().decode(r.stdout);
+      assert.match(text, /= "X{65}"\n/, dump); // init_uts_ns.name.nodename
+      assert.match(text, /"X{32} init_on_free=1"/, dump); // the first 32 bytes of the command line
+    }
   },
 );
 
