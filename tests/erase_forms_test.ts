@@ -186,3 +186,62 @@ test("erase forms: re-filtering keeps the input's ERASEINFO and appends its own"
   const NODENAME_IN_HEADER = 12 + 65; // signature, header_version, utsname.sysname
   assertSameFile(more, direct, NODENAME_IN_HEADER, NODENAME_IN_HEADER + 65);
 });
+
+test("erase forms: --split, a range crossing into the next file stops at its file's end", async () => {
+  // makedumpfile's split processes each apply the ranges that start in their own pfn range, up to its end:
+  // the next process never sees a range starting before its range.
+  const s = await setup();
+  const n = 40;
+  const split = async (size: number, dir: string) => {
+    Deno.mkdirSync(dir);
+    const parts = Array.from({ length: n }, (_, i) => `${dir}/s${i}`);
+    const arg = `init_uts_ns:${size}`;
+    const r = await runVmsift([
+      "-c",
+      "-d",
+      "31",
+      "--erase",
+      arg,
+      "--split",
+      "--splitblock-size",
+      "4",
+      s.vmcore,
+      ...parts,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return parts;
+  };
+  // Where the file holding init_uts_ns ends (one-page splitblocks: files end anywhere).
+  const probe = await split(1, `${s.dir}/probe`);
+  const pfn = Math.floor(s.nodenameAddr / 4096);
+  const holder = probe.findIndex((p) => {
+    const k = KdumpFile.open(p);
+    try {
+      return pfn >= k.subHeader.startPfn64 && pfn < k.subHeader.endPfn64;
+    } finally {
+      k.close();
+    }
+  });
+  const k = KdumpFile.open(probe[holder]);
+  const end = k.subHeader.endPfn64 * 4096;
+  k.close();
+  const start = s.nodenameAddr - 65; // init_uts_ns
+  const size = end - start + 64;
+  const parts = await split(size, `${s.dir}/cross`);
+  const one = `${s.dir}/one.kdump`;
+  const r = await runVmsift(["-c", "-d", "31", "--erase", `init_uts_ns:${size}`, s.vmcore, one]);
+  assert.equal(r.code, 0, r.stderr);
+  // One file: the whole range (its pages are all written); split: cut at the holder's end.
+  assert.equal(eraseinfoOf(one), `erase init_uts_ns size ${size}\n`);
+  assert.equal(readPhysText(one, end, 64), "X".repeat(64));
+  assert.deepEqual(
+    parts.map(eraseinfoOf),
+    parts.map((_, i) => i === holder ? `erase init_uts_ns size ${size - 64}\n` : ""),
+  );
+  const whole = `${s.dir}/whole.kdump`;
+  const m = await runVmsift(["--reassemble", ...parts, whole]);
+  assert.equal(m.code, 0, m.stderr);
+  assert.equal(readPhysText(whole, end - 8, 8), "X".repeat(8));
+  assert.equal(readPhysText(whole, end, 64), readPhysText(s.kdump, end, 64)); // as without this erase
+  assert.notEqual(readPhysText(whole, end, 64), "X".repeat(64));
+});
