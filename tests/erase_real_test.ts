@@ -453,3 +453,35 @@ for (const [name, c] of Object.entries(ELF_CASES)) {
     },
   );
 }
+
+t(
+  "erase real: --split, a range crossing into the next file stops at its file's end, as makedumpfile",
+  !haveReal(),
+  async () => {
+    // makedumpfile 1.7.2 -x vmlinux --config F -c -d 31 --split --splitblock-size 4 VMCORE L1..L8, with
+    // `erase init_uts_ns size 2732096`: file 3 (pfns 0x2400-0x2e96) applies 64 bytes less, up to its end;
+    // file 4 does not continue it. All 8 files are byte-identical; files 3 and 4 are pinned.
+    const dir = newDir("crossing");
+    const conf = `${dir}/f.conf`;
+    Deno.writeTextFileSync(conf, "[vmlinux]\nerase init_uts_ns size 2732096\n");
+    const parts = Array.from({ length: 8 }, (_, i) => `${dir}/L${i + 1}`);
+    const r = await runVmsift([
+      ...MDF_C31_ARGS,
+      "--no-image-guard",
+      "--config",
+      conf,
+      "--split",
+      "--splitblock-size",
+      "4",
+      await realVmcore(),
+      ...parts,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      parts.map(eraseinfoOf),
+      parts.map((_, i) => i === 2 ? "erase init_uts_ns size 2732032\n" : ""),
+    );
+    assert.equal(await sha256(parts[2]), "6802ccf09ce0120f9206df2486dd38b801d38d19c03304d4e4f1ece64e9d9dbe");
+    assert.equal(await sha256(parts[3]), "3ad946419a0e574b6e840a6a9608ab8ac5e02887939b221bb6b35d40461733f5");
+  },
+);
