@@ -1,9 +1,14 @@
 /**
  * vmsift's built-in erase rules for well-known secrets in kernel memory (`--erase-secrets`), as filter
- * commands (core/filterConfig.ts). A rule applies when the kernel has its symbol; docs/symbols.md lists what
- * each erases and what is left.
+ * commands (core/filterConfig.ts), and the dm-crypt keys found by structure (structureSecretRanges). A rule
+ * applies when the kernel has its symbol; docs/symbols.md lists what each erases and what is left.
  */
+import type { Btf } from "./btf.ts";
+import type { KeyRange } from "./cryptoTfm.ts";
+import { dmCryptKeys } from "./dmCrypt.ts";
 import type { FilterCommand } from "./filterConfig.ts";
+import { KernelReader, readModuleInfos } from "./kernelModules.ts";
+import type { VirtualMemory } from "./virtMem.ts";
 
 /** One built-in rule. */
 export interface SecretRule {
@@ -55,4 +60,20 @@ export function secretCommands(
     commands.push({ line: 0, erases: [{ line: 0, expr: r.command.split(" ")[1], nullify: false }] });
   }
   return { commands, skipped };
+}
+
+/**
+ * The `dm-crypt` rule: key material found by walking kernel structures (core/dmCrypt.ts) through the
+ * modules' own symbols and BTF. Nothing when the kernel has no module list or dm_crypt is not loaded.
+ */
+export function structureSecretRanges(
+  vm: VirtualMemory,
+  kernelBtf: Btf,
+  lookup: (name: string) => bigint | undefined,
+  source: string,
+): { ranges: KeyRange[]; found: string[]; unreached: string[] } {
+  if (lookup("modules") === undefined) return { ranges: [], found: [], unreached: [] };
+  const mods = readModuleInfos(new KernelReader(vm, kernelBtf, source), lookup, ["dm_mod"]);
+  const keys = dmCryptKeys(vm, kernelBtf, mods, source);
+  return { ranges: keys.ranges, found: keys.targets, unreached: keys.unreached };
 }

@@ -216,6 +216,7 @@ function withErasing(plan: DumpPlan, src: KdumpSource, model: MemoryModel, opts:
   const req = plan.erase!;
   const ep = prepareErase(req, model, src.bitmap2, src.maxMapnr, plan.input.path);
   for (const s of req.skipped) opts.notice?.(`warning: ${req.source}: ${s} skipped`);
+  for (const f of req.found ?? []) opts.debug?.(`erase: dm-crypt target ${f}`);
   opts.debug?.(`erase: ${ep.erasedBytes} bytes in ${ep.overlays.length} pieces`);
   const noteBytes = plan.form === "elf" && ep.elfNote.length > 0
     ? concatBytes(src.noteBytes, ep.elfNote)

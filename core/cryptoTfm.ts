@@ -1,0 +1,140 @@
+/**
+ * Key material inside the kernel crypto API's transform objects (crypto/api.c): a `struct crypto_tfm`
+ * (embedded as `base` in crypto_skcipher, crypto_cipher, crypto_aead, crypto_shash) points to its algorithm
+ * (`__crt_alg`, a struct crypto_alg: cra_driver_name, cra_ctxsize, cra_alignmask) and is followed by the
+ * algorithm's context (`__crt_ctx`, cra_ctxsize bytes, aligned to cra_alignmask + 1). A plain cipher's
+ * context is its expanded key (aes-generic: struct crypto_aes_ctx, whose first round keys are the key
+ * itself). A template instance ("xts(ecb(aes-generic))") keeps pointers to its child transforms in a
+ * context struct of the template's source file; those structs are read from BTF (the template's module or
+ * the kernel's) by the names in TEMPLATE_CONTEXTS, and their crypto_* pointer members are followed.
+ */
+import type { Btf } from "./btf.ts";
+import { BTF_KIND } from "./btf.ts";
+import type { KernelReader } from "./kernelModules.ts";
+
+/** A byte range holding key material. */
+export interface KeyRange {
+  /** Kernel virtual address. */
+  vaddr: bigint;
+  /** Bytes. */
+  size: number;
+  /** What holds it, for ERASEINFO and messages ("tfm xts(ecb(aes-generic)) ... aes-generic ctx"). */
+  what: string;
+}
+
+/** Transforms whose context holds only child pointers, by template name: the context struct's name. */
+export const TEMPLATE_CONTEXTS: Record<string, string> = {
+  xts: "xts_tfm_ctx",
+  lrw: "lrw_tfm_ctx",
+  essiv: "essiv_tfm_ctx",
+  cts: "crypto_cts_ctx",
+  ecb: "skcipher_ctx_simple",
+  cbc: "skcipher_ctx_simple",
+  pcbc: "skcipher_ctx_simple",
+  cfb: "skcipher_ctx_simple",
+  ofb: "skcipher_ctx_simple",
+  ctr: "skcipher_ctx_simple",
+};
+
+/** The crypto_* handle structs that embed a crypto_tfm as `base`. */
+const HANDLES = ["crypto_skcipher", "crypto_sync_skcipher", "crypto_cipher", "crypto_aead", "crypto_shash"];
+
+/** Result of a walk: the ranges, and the transforms whose key material was not reached, with why. */
+export interface TfmWalk {
+  ranges: KeyRange[];
+  unreached: string[];
+}
+
+/**
+ * Walk a transform from `handle` (the address of a `struct <handleStruct>`, e.g. crypto_skcipher): every
+ * plain cipher context under it is a key range; template contexts are followed through `btfs` (searched in
+ * order for the context struct).
+ */
+export function tfmKeyRanges(
+  k: KernelReader,
+  btfs: Btf[],
+  handle: bigint,
+  handleStruct: string,
+  label: string,
+  out: TfmWalk = { ranges: [], unreached: [] },
+  depth = 0,
+): TfmWalk {
+  if (handle === 0n || depth > 8) return out;
+  const tfm = handle + BigInt(k.offset(handleStruct, "base"));
+  const alg = k.ptr(tfm + BigInt(k.offset("crypto_tfm", "__crt_alg")), `${label}: crypto_tfm.__crt_alg`);
+  const nameF = k.field("crypto_alg", "cra_driver_name");
+  const driver = k.cstring(alg + BigInt(nameF.offset), nameF.size);
+  const ctxSize = Number(k.member(alg, "crypto_alg", "cra_ctxsize"));
+  const alignmask = Number(k.member(alg, "crypto_alg", "cra_alignmask"));
+  let ctx = tfm + BigInt(k.offset("crypto_tfm", "__crt_ctx"));
+  const align = BigInt(alignmask + 1);
+  ctx = (ctx + align - 1n) / align * align;
+  const where = `${label}=${driver}`;
+  const paren = driver.indexOf("(");
+  if (paren < 0) {
+    // A plain algorithm: its whole context is key material (an expanded key), unless it has none.
+    if (ctxSize > 0) out.ranges.push({ vaddr: ctx, size: ctxSize, what: `${where}.ctx` });
+    return out;
+  }
+  const template = driver.slice(0, paren);
+  const ctxStruct = TEMPLATE_CONTEXTS[template];
+  const owner = ctxStruct === undefined
+    ? undefined
+    : btfs.find((b) => b.findAggregate(ctxStruct) !== undefined);
+  if (ctxStruct === undefined || owner === undefined) {
+    out.unreached.push(
+      `${where}: context of template '${template}' ${
+        ctxStruct === undefined ? "not known to vmsift" : `(struct ${ctxStruct}) not in any BTF of the dump`
+      }`,
+    );
+    return out;
+  }
+  const type = alg + BigInt(k.offset("crypto_alg", "cra_flags"));
+  const algType = Number(k.uint(type, 4, `${where}: cra_flags`)) & 0xf;
+  for (const child of childHandles(owner, owner.findAggregate(ctxStruct)!, 0, algType)) {
+    const p = k.ptr(ctx + BigInt(child.offset), `${where}: ${ctxStruct}.${child.name}`);
+    if (child.struct === "crypto_shash") continue; // an unkeyed hash (essiv's), no key material
+    tfmKeyRanges(k, btfs, p, child.struct, `${where}.${child.name}`, out, depth + 1);
+  }
+  return out;
+}
+
+/** CRYPTO_ALG_TYPE_* of each handle struct (include/linux/crypto.h). */
+const HANDLE_TYPES: Record<string, number[]> = {
+  crypto_cipher: [0x1],
+  crypto_aead: [0x3],
+  crypto_skcipher: [0x5],
+  crypto_sync_skcipher: [0x5],
+  crypto_shash: [0xe, 0xf],
+};
+
+/**
+ * The pointer members of a context struct that point to crypto_* handles, with their offsets; in a union,
+ * the member whose handle type matches the parent transform's own type (essiv_tfm_ctx.u.skcipher for an
+ * skcipher, u.aead for an aead).
+ */
+function childHandles(
+  btf: Btf,
+  id: number,
+  base: number,
+  parentType: number,
+): { name: string; offset: number; struct: string }[] {
+  const out: { name: string; offset: number; struct: string }[] = [];
+  const isUnion = btf.type(btf.resolve(id)).kind === BTF_KIND.UNION;
+  for (const m of btf.members(id)) {
+    const off = base + Math.floor(m.bitOffset / 8);
+    const t = btf.type(btf.resolve(m.type));
+    if (t.kind === BTF_KIND.STRUCT || t.kind === BTF_KIND.UNION) {
+      out.push(
+        ...childHandles(btf, t.id, off, parentType).map((c) => ({ ...c, name: `${m.name}.${c.name}` })),
+      );
+      continue;
+    }
+    if (t.kind !== BTF_KIND.PTR) continue;
+    const target = btf.type(btf.resolve(t.sizeOrType));
+    if (!HANDLES.includes(target.name)) continue;
+    if (isUnion && !HANDLE_TYPES[target.name].includes(parentType)) continue;
+    out.push({ name: m.name, offset: off, struct: target.name });
+  }
+  return out;
+}
