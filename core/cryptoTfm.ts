@@ -118,15 +118,20 @@ function childHandles(
   id: number,
   base: number,
   parentType: number,
+  depth = 0,
 ): { name: string; offset: number; struct: string }[] {
   const out: { name: string; offset: number; struct: string }[] = [];
+  if (depth > 8) return out; // nested anonymous structs/unions only; a deeper nesting is not a context
   const isUnion = btf.type(btf.resolve(id)).kind === BTF_KIND.UNION;
   for (const m of btf.members(id)) {
     const off = base + Math.floor(m.bitOffset / 8);
     const t = btf.type(btf.resolve(m.type));
     if (t.kind === BTF_KIND.STRUCT || t.kind === BTF_KIND.UNION) {
       out.push(
-        ...childHandles(btf, t.id, off, parentType).map((c) => ({ ...c, name: `${m.name}.${c.name}` })),
+        ...childHandles(btf, t.id, off, parentType, depth + 1).map((c) => ({
+          ...c,
+          name: `${m.name}.${c.name}`,
+        })),
       );
       continue;
     }

@@ -1,0 +1,401 @@
+/**
+ * Module list, module kallsyms, module split BTF and the dm-crypt walk on constructed kernel memory: a
+ * kernel BTF and three modules' split BTF written by fixtures/synthetic/btf.ts, and the structures laid
+ * out in a fake address space, so that every value the readers return is known.
+ */
+import assert from "node:assert/strict";
+import { Btf } from "../core/btf.ts";
+import { dmCryptKeys } from "../core/dmCrypt.ts";
+import { VmsiftError } from "../core/errors.ts";
+import {
+  KernelReader,
+  readModuleBtfBytes,
+  readModuleInfos,
+  readModules,
+  readModuleSymbols,
+} from "../core/kernelModules.ts";
+import { BtfBuilder } from "../fixtures/synthetic/btf.ts";
+
+/** A flat fake kernel address space with a bump allocator. */
+class FakeMemory {
+  static readonly BASE = 0xffff888000000000n;
+  readonly bytes = new Uint8Array(1 << 20);
+  readonly dv = new DataView(this.bytes.buffer);
+  #next = 0x1000;
+  alloc(size: number, align = 16): bigint {
+    this.#next = Math.ceil(this.#next / align) * align;
+    const a = FakeMemory.BASE + BigInt(this.#next);
+    this.#next += size;
+    return a;
+  }
+  #o(a: bigint): number {
+    return Number(a - FakeMemory.BASE);
+  }
+  u32(a: bigint, v: number): void {
+    this.dv.setUint32(this.#o(a), v, true);
+  }
+  u64(a: bigint, v: bigint): void {
+    this.dv.setBigUint64(this.#o(a), v, true);
+  }
+  set(a: bigint, b: Uint8Array): void {
+    this.bytes.set(b, this.#o(a));
+  }
+  str(s: string, at?: bigint): bigint {
+    const b = new TextEncoder().encode(s + "\0");
+    const a = at ?? this.alloc(b.length, 1);
+    this.set(a, b);
+    return a;
+  }
+  readVirt(vaddr: bigint, out: Uint8Array): boolean {
+    const o = vaddr - FakeMemory.BASE;
+    if (o < 0n || o + BigInt(out.length) > BigInt(this.bytes.length)) return false;
+    out.set(this.bytes.subarray(Number(o), Number(o) + out.length));
+    return true;
+  }
+}
+
+/** Kernel BTF: list_head, rb_node, module, mod_kallsyms, btf, btf_module, the crypto API handles. */
+function kernelBtf(): { bytes: Uint8Array; ids: Record<string, number> } {
+  const b = new BtfBuilder();
+  const u32 = b.int("unsigned int", 4), u64 = b.int("long unsigned int", 8), ch = b.int("char", 1, true);
+  const u8 = b.int("unsigned char", 1);
+  const listFwd = b.nextId();
+  const list = b.struct("list_head", 16, [
+    { name: "next", type: listFwd + 1, bitOffset: 0 },
+    { name: "prev", type: listFwd + 1, bitOffset: 64 },
+  ]);
+  b.ptr(list);
+  const rbPtr = b.nextId() + 1;
+  const rb = b.struct("rb_node", 24, [
+    { name: "__rb_parent_color", type: u64, bitOffset: 0 },
+    { name: "rb_right", type: rbPtr, bitOffset: 64 },
+    { name: "rb_left", type: rbPtr, bitOffset: 128 },
+  ]);
+  b.ptr(rb);
+  const pch = b.ptr(ch), pvoid = b.ptr(0), pu8 = b.ptr(u8);
+  const mk = b.struct("mod_kallsyms", 32, [
+    { name: "symtab", type: pvoid, bitOffset: 0 },
+    { name: "num_symtab", type: u32, bitOffset: 64 },
+    { name: "strtab", type: pch, bitOffset: 128 },
+    { name: "typetab", type: pch, bitOffset: 192 },
+  ]);
+  const modId = b.struct("module", 120, [
+    { name: "state", type: u32, bitOffset: 0 },
+    { name: "list", type: list, bitOffset: 64 },
+    { name: "name", type: b.array(ch, 56), bitOffset: 192 },
+    { name: "kallsyms", type: b.ptr(mk), bitOffset: 88 * 8 },
+    { name: "core_kallsyms", type: mk, bitOffset: 0 }, // unused here; present in the kernel
+    { name: "btf_data_size", type: u32, bitOffset: 96 * 8 },
+    { name: "btf_data", type: pvoid, bitOffset: 104 * 8 },
+  ]);
+  const btfS = b.struct("btf", 16, [
+    { name: "data", type: pvoid, bitOffset: 0 },
+    { name: "data_size", type: u32, bitOffset: 64 },
+  ]);
+  b.struct("btf_module", 40, [
+    { name: "list", type: list, bitOffset: 0 },
+    { name: "module", type: b.ptr(modId), bitOffset: 128 },
+    { name: "btf", type: b.ptr(btfS), bitOffset: 192 },
+  ]);
+  const alg = b.struct("crypto_alg", 160, [
+    { name: "cra_flags", type: u32, bitOffset: 0 },
+    { name: "cra_ctxsize", type: u32, bitOffset: 32 },
+    { name: "cra_alignmask", type: u32, bitOffset: 64 },
+    { name: "cra_driver_name", type: b.array(ch, 128), bitOffset: 128 },
+  ]);
+  const tfm = b.struct("crypto_tfm", 16, [
+    { name: "refcnt", type: u32, bitOffset: 0 },
+    { name: "__crt_alg", type: b.ptr(alg), bitOffset: 64 },
+    { name: "__crt_ctx", type: b.array(pvoid, 0), bitOffset: 128 },
+  ]);
+  const skc = b.struct("crypto_skcipher", 24, [
+    { name: "reqsize", type: u32, bitOffset: 0 },
+    { name: "base", type: tfm, bitOffset: 64 },
+  ]);
+  const cip = b.struct("crypto_cipher", 16, [{ name: "base", type: tfm, bitOffset: 0 }]);
+  const pcip = b.ptr(cip);
+  b.struct("skcipher_ctx_simple", 8, [{ name: "cipher", type: pcip, bitOffset: 0 }]);
+  const pskc = b.ptr(skc);
+  return { bytes: b.build(), ids: { u32, u64, ch, pch, pvoid, pu8, rb, skc: pskc, pcip } };
+}
+
+/** The layout the test writes (byte offsets, as in kernelBtf() and the module BTFs below). */
+const MOD = { list: 8, name: 24, kallsyms: 88, btfDataSize: 96, btfData: 104, size: 120 };
+const ALG = { flags: 0, ctxsize: 4, alignmask: 8, name: 16, size: 160 };
+
+function moduleBtfs(base: Btf, ids: Record<string, number>) {
+  const split = () => new BtfBuilder({ baseTypes: base.types.length - 1, baseStrLen: base.strTotal });
+  const dm = split();
+  const tt = dm.struct("target_type", 16, [
+    { name: "features", type: ids.u64, bitOffset: 0 },
+    { name: "name", type: ids.pch, bitOffset: 64 },
+  ]);
+  const dtFwd = dm.nextId();
+  const tableId = dm.struct("dm_table", 24, [
+    { name: "md", type: ids.pvoid, bitOffset: 0 },
+    { name: "num_targets", type: ids.u32, bitOffset: 64 },
+    { name: "targets", type: dtFwd + 4, bitOffset: 128 },
+  ]);
+  const target = dm.struct("dm_target", 48, [
+    { name: "table", type: dm.ptr(tableId), bitOffset: 0 },
+    { name: "type", type: dm.ptr(tt), bitOffset: 64 },
+    { name: "private", type: ids.pvoid, bitOffset: 32 * 8 },
+  ]);
+  // dm_table (dtFwd), the two pointers in dm_target, dm_target, then the pointer `targets` was given:
+  assert.deepStrictEqual(dm.ptr(target), dtFwd + 4);
+  const md = dm.struct("mapped_device", 16, [{ name: "map", type: dm.ptr(tableId), bitOffset: 64 }]);
+  dm.struct("hash_cell", 80, [
+    { name: "name_node", type: ids.rb, bitOffset: 0 },
+    { name: "uuid_node", type: ids.rb, bitOffset: 192 },
+    { name: "name", type: ids.pch, bitOffset: 48 * 8 },
+    { name: "md", type: dm.ptr(md), bitOffset: 64 * 8 },
+    { name: "new_map", type: dm.ptr(tableId), bitOffset: 72 * 8 },
+  ]);
+  const cr = split();
+  const tfmsUnion = cr.struct("", 8, [{ name: "tfms", type: cr.ptr(ids.skc), bitOffset: 0 }], true);
+  cr.struct("crypt_config", 48, [
+    { name: "cipher_string", type: ids.pch, bitOffset: 0 },
+    { name: "cipher_tfm", type: tfmsUnion, bitOffset: 64 },
+    { name: "tfms_count", type: ids.u32, bitOffset: 128 },
+    { name: "cipher_flags", type: ids.u64, bitOffset: 192 },
+    { name: "key_size", type: ids.u32, bitOffset: 256 },
+    { name: "key_extra_size", type: ids.u32, bitOffset: 288 },
+    { name: "authenc_key", type: ids.pu8, bitOffset: 320 },
+    { name: "key", type: cr.array(ids.u32, 0), bitOffset: 384 },
+  ]);
+  const xts = split();
+  xts.struct("xts_tfm_ctx", 16, [
+    { name: "child", type: ids.skc, bitOffset: 0 },
+    { name: "tweak", type: ids.pcip, bitOffset: 64 },
+  ]);
+  return { dm_mod: dm.build(), dm_crypt: cr.build(), xts: xts.build() };
+}
+
+interface Built {
+  mem: FakeMemory;
+  k: KernelReader;
+  lookup: (n: string) => bigint | undefined;
+  mods: Record<string, bigint>;
+  keys: { a: bigint; b: bigint; aChild: bigint; aTweak: bigint; bAuth: bigint };
+}
+
+function build(): Built {
+  const mem = new FakeMemory();
+  const { bytes, ids } = kernelBtf();
+  const base = Btf.parse(bytes, "kernel BTF");
+  const k = new KernelReader(mem, base, "fake");
+  const blobs = moduleBtfs(base, ids);
+  const modules = mem.alloc(16), btfModules = mem.alloc(16);
+  const lookup = (n: string) => ({ modules, btf_modules: btfModules } as Record<string, bigint>)[n];
+
+  // Module list: dm_mod, dm_crypt (BTF through btf_modules), xts (still in init: module.btf_data).
+  const mods: Record<string, bigint> = {};
+  const order = ["dm_mod", "dm_crypt", "xts"];
+  for (const name of order) {
+    mods[name] = mem.alloc(MOD.size);
+    mem.str(name, mods[name] + BigInt(MOD.name));
+    mem.u32(mods[name], name === "xts" ? 1 : 0);
+  }
+  const link = (head: bigint, nodes: bigint[]) => {
+    const all = [head, ...nodes, head];
+    for (let i = 0; i + 1 < all.length; i++) {
+      mem.u64(all[i], all[i + 1]);
+      mem.u64(all[i + 1] + 8n, all[i]);
+    }
+  };
+  link(modules, order.map((n) => mods[n] + BigInt(MOD.list)));
+  const bms = ["dm_mod", "dm_crypt"].map((n) => {
+    const blob = blobs[n as "dm_mod" | "dm_crypt"];
+    const data = mem.alloc(blob.length);
+    mem.set(data, blob);
+    const btf = mem.alloc(16);
+    mem.u64(btf, data);
+    mem.u32(btf + 8n, blob.length);
+    const bm = mem.alloc(40);
+    mem.u64(bm + 16n, mods[n]);
+    mem.u64(bm + 24n, btf);
+    return bm;
+  });
+  link(btfModules, bms);
+  const xtsData = mem.alloc(blobs.xts.length);
+  mem.set(xtsData, blobs.xts);
+  mem.u64(mods.xts + BigInt(MOD.btfData), xtsData);
+  mem.u32(mods.xts + BigInt(MOD.btfDataSize), blobs.xts.length);
+
+  // dm_mod's kallsyms: the null symbol, dm_table_create (t), name_rb_tree (b, its name across a 1 KiB line).
+  const tree = mem.alloc(8);
+  const symtab = mem.alloc(3 * 24);
+  const strtab = mem.alloc(0x800, 0x400);
+  mem.str("dm_table_create", strtab + 1n);
+  mem.str("name_rb_tree", strtab + 0x3fcn); // crosses strtab + 0x400
+  const sym = (i: number, name: number, value: bigint, size: number) => {
+    mem.u32(symtab + BigInt(i * 24), name);
+    mem.u64(symtab + BigInt(i * 24 + 8), value);
+    mem.u64(symtab + BigInt(i * 24 + 16), BigInt(size));
+  };
+  sym(1, 1, 0xffffffffc0001000n, 338);
+  sym(2, 0x3fc, tree, 8);
+  const typetab = mem.str("\0tb");
+  const ks = mem.alloc(32);
+  mem.u64(ks, symtab);
+  mem.u32(ks + 8n, 3);
+  mem.u64(ks + 16n, strtab);
+  mem.u64(ks + 24n, typetab);
+  mem.u64(mods.dm_mod + BigInt(MOD.kallsyms), ks);
+
+  // Crypto transforms.
+  const alg = (driver: string, ctxsize: number, type: number) => {
+    const a = mem.alloc(ALG.size);
+    mem.u32(a + BigInt(ALG.flags), type);
+    mem.u32(a + BigInt(ALG.ctxsize), ctxsize);
+    mem.str(driver, a + BigInt(ALG.name));
+    return a;
+  };
+  const aes = alg("aes-generic", 64, 0x1);
+  const tfm = (a: bigint, ctxsize: number, handleBase: number) => {
+    const h = mem.alloc(handleBase + 16 + ctxsize);
+    mem.u64(h + BigInt(handleBase) + 8n, a);
+    return { handle: h, ctx: h + BigInt(handleBase) + 16n };
+  };
+  const leafChild = tfm(aes, 64, 0), leafTweak = tfm(aes, 64, 0);
+  const ecb = tfm(alg("ecb(aes-generic)", 8, 0x5), 8, 8);
+  mem.u64(ecb.ctx, leafChild.handle);
+  const xtsT = tfm(alg("xts(ecb(aes-generic))", 16, 0x5), 16, 8);
+  mem.u64(xtsT.ctx, ecb.handle);
+  mem.u64(xtsT.ctx + 8n, leafTweak.handle);
+  const foo = tfm(alg("foo(aes-generic)", 8, 0x5), 8, 8);
+
+  // Two crypt_configs, two devices: "a" live (a linear target, then crypt), "b" only an inactive table.
+  const crypt = (cipher: string, keySize: number, tfmHandle: bigint, authenc: boolean) => {
+    const cc = mem.alloc(48 + keySize);
+    mem.u64(cc, mem.str(cipher));
+    const tfms = mem.alloc(8);
+    mem.u64(tfms, tfmHandle);
+    mem.u64(cc + 8n, tfms);
+    mem.u32(cc + 16n, 1);
+    mem.u32(cc + 32n, keySize);
+    mem.u32(cc + 36n, authenc ? 4 : 0);
+    const auth = authenc ? mem.alloc(keySize + 4) : 0n;
+    mem.u64(cc + 40n, auth);
+    return { cc, auth };
+  };
+  const ca = crypt("aes-xts-plain64", 64, xtsT.handle, false);
+  const cb = crypt("capi:foo(aes)-plain64", 36, foo.handle, true);
+  const linearType = mem.alloc(16), cryptType = mem.alloc(16);
+  mem.u64(linearType + 8n, mem.str("linear"));
+  mem.u64(cryptType + 8n, mem.str("crypt"));
+  const table = (targets: [bigint, bigint][]) => {
+    const arr = mem.alloc(48 * targets.length);
+    targets.forEach(([type, priv], i) => {
+      mem.u64(arr + BigInt(48 * i) + 8n, type);
+      mem.u64(arr + BigInt(48 * i) + 32n, priv);
+    });
+    const t = mem.alloc(24);
+    mem.u32(t + 8n, targets.length);
+    mem.u64(t + 16n, arr);
+    return t;
+  };
+  const md = mem.alloc(16);
+  mem.u64(md + 8n, table([[linearType, mem.alloc(8)], [cryptType, ca.cc]]));
+  const hcA = mem.alloc(80), hcB = mem.alloc(80);
+  mem.u64(hcA + 48n, mem.str("a"));
+  mem.u64(hcA + 64n, md);
+  mem.u64(hcB + 48n, mem.str("b"));
+  mem.u64(hcB + 72n, table([[cryptType, cb.cc]]));
+  mem.u64(tree, hcB); // root b, a to its left
+  mem.u64(hcB + 16n, hcA);
+
+  return {
+    mem,
+    k,
+    lookup,
+    mods,
+    keys: { a: ca.cc + 48n, b: cb.cc + 48n, aChild: leafChild.ctx, aTweak: leafTweak.ctx, bAuth: cb.auth },
+  };
+}
+
+Deno.test("modules: the list, names and states from struct module through the kernel's BTF", () => {
+  const { k, lookup, mods } = build();
+  assert.deepStrictEqual(
+    readModules(k, lookup).map((m) => [m.name, m.address, m.state]),
+    [["dm_mod", mods.dm_mod, 0], ["dm_crypt", mods.dm_crypt, 0], ["xts", mods.xts, 1]],
+  );
+  assert.throws(
+    () => readModules(k, () => undefined),
+    (e: unknown) => e instanceof VmsiftError && e.message.includes("no symbol 'modules'"),
+  );
+});
+
+Deno.test("modules: a module's kallsyms (symtab, strtab, typetab); none without mod_kallsyms", () => {
+  const { k, lookup } = build();
+  const [dm, crypt] = readModules(k, lookup);
+  const syms = readModuleSymbols(k, dm);
+  assert.deepStrictEqual(syms.map((s) => [s.name, s.type, s.size]), [["dm_table_create", "t", 338], [
+    "name_rb_tree",
+    "b",
+    8,
+  ]]);
+  assert.deepStrictEqual(syms[0].address, 0xffffffffc0001000n);
+  assert.deepStrictEqual(readModuleSymbols(k, crypt), []);
+});
+
+Deno.test("modules: BTF from btf_modules and from module.btf_data, parsed as split BTF", () => {
+  const { k, lookup, mods } = build();
+  const all = readModules(k, lookup);
+  assert.deepStrictEqual([...readModuleBtfBytes(k, lookup, all).keys()], [
+    mods.dm_mod,
+    mods.dm_crypt,
+    mods.xts,
+  ]);
+  const infos = readModuleInfos(k, lookup, ["dm_mod"]);
+  assert.deepStrictEqual(infos.map((m) => [m.name, m.symbols.length, m.btf !== undefined]), [
+    ["dm_mod", 2, true],
+    ["dm_crypt", 0, true],
+    ["xts", 0, true],
+  ]);
+  const dm = infos[0].btf!;
+  // A module type whose members are kernel types (rb_node, char *): ids and strings resolve into the base.
+  const hc = dm.findAggregate("hash_cell")!;
+  assert.ok(hc >= k.btf.types.length, "the module's own type ids follow the kernel's");
+  assert.deepStrictEqual(dm.typeName(dm.member(hc, "name_node")!.type), "struct rb_node");
+  assert.deepStrictEqual(dm.memberPath(hc, ["name_node", "rb_left"]).offset, 16);
+  assert.deepStrictEqual(dm.typeName(dm.member(hc, "name")!.type), "char *");
+  assert.deepStrictEqual(dm.findAggregate("list_head"), k.btf.findAggregate("list_head"));
+  assert.deepStrictEqual(
+    infos[2].btf!.findAggregate("hash_cell"),
+    undefined,
+    "each module sees only its own types",
+  );
+  // The cipher_tfm union's member through the split BTF.
+  const cc = infos[1].btf!.findAggregate("crypt_config")!;
+  assert.deepStrictEqual(infos[1].btf!.memberPath(cc, ["cipher_tfm", "tfms"]).offset, 8);
+});
+
+Deno.test("dm-crypt: every crypt target's key, the key schedules under xts/ecb, authenc_key; unknown templates named", () => {
+  const { mem, k, lookup, keys } = build();
+  const infos = readModuleInfos(k, lookup, ["dm_mod"]);
+  const found = dmCryptKeys(mem, k.btf, infos, "fake");
+  assert.deepStrictEqual(found.targets, [
+    "dm_crypt:a.map[1]: aes-xts-plain64, 64-byte key",
+    "dm_crypt:b.new_map[0]: capi:foo(aes)-plain64, 36-byte key",
+  ]);
+  assert.deepStrictEqual(found.ranges.map((r) => [r.what, r.vaddr, r.size]), [
+    ["dm_crypt:a.map[1].key", keys.a, 64],
+    [
+      "dm_crypt:a.map[1].tfms[0]=xts(ecb(aes-generic)).child=ecb(aes-generic).cipher=aes-generic.ctx",
+      keys.aChild,
+      64,
+    ],
+    ["dm_crypt:a.map[1].tfms[0]=xts(ecb(aes-generic)).tweak=aes-generic.ctx", keys.aTweak, 64],
+    ["dm_crypt:b.new_map[0].key", keys.b, 36],
+    ["dm_crypt:b.new_map[0].authenc_key", keys.bAuth, 36 - 4 + 8],
+  ]);
+  assert.deepStrictEqual(found.unreached, [
+    "dm_crypt:b.new_map[0].tfms[0]=foo(aes-generic): context of template 'foo' not known to vmsift",
+  ]);
+  // Without dm_crypt loaded there is nothing to find.
+  assert.deepStrictEqual(
+    dmCryptKeys(mem, k.btf, infos.filter((m) => m.name !== "dm_crypt"), "fake").ranges,
+    [],
+  );
+});
