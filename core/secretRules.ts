@@ -7,7 +7,7 @@ import type { Btf } from "./btf.ts";
 import type { KeyRange } from "./cryptoTfm.ts";
 import { dmCryptKeys } from "./dmCrypt.ts";
 import type { FilterCommand } from "./filterConfig.ts";
-import { KernelReader, readModuleInfos } from "./kernelModules.ts";
+import { KernelReader, readModuleInfos, readModules } from "./kernelModules.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 
 /** One built-in rule. */
@@ -64,7 +64,8 @@ export function secretCommands(
 
 /**
  * The `dm-crypt` rule: key material found by walking kernel structures (core/dmCrypt.ts) through the
- * modules' own symbols and BTF. Nothing when the kernel has no module list or dm_crypt is not loaded.
+ * modules' own symbols and BTF. Nothing when the kernel has no module list or dm_crypt is not loaded; when
+ * it is, a structure that cannot be read is an error naming it rather than a key silently left.
  */
 export function structureSecretRanges(
   vm: VirtualMemory,
@@ -72,8 +73,13 @@ export function structureSecretRanges(
   lookup: (name: string) => bigint | undefined,
   source: string,
 ): { ranges: KeyRange[]; found: string[]; unreached: string[] } {
-  if (lookup("modules") === undefined) return { ranges: [], found: [], unreached: [] };
-  const mods = readModuleInfos(new KernelReader(vm, kernelBtf, source), lookup, ["dm_mod"]);
+  const none = { ranges: [], found: [], unreached: [] };
+  if (lookup("modules") === undefined) return none;
+  const k = new KernelReader(vm, kernelBtf, source);
+  const names = readModules(k, lookup).map((m) => m.name);
+  if (!names.includes("dm_mod") || !names.includes("dm_crypt")) return none;
+  // dm_crypt is loaded: from here on what cannot be read is an error (a key would be left in the dump).
+  const mods = readModuleInfos(k, lookup, ["dm_mod"]);
   const keys = dmCryptKeys(vm, kernelBtf, mods, source);
   return { ranges: keys.ranges, found: keys.targets, unreached: keys.unreached };
 }
