@@ -13,7 +13,7 @@
  * dm_crypt's for crypt_config; core/kernelModules.ts) and the symbols from dm_mod's kallsyms.
  */
 import type { Btf } from "./btf.ts";
-import { type KeyRange, tfmKeyRanges } from "./cryptoTfm.ts";
+import { type KeyRange, type TfmContext, tfmKeyRanges, WRAPPER_INITS } from "./cryptoTfm.ts";
 import { VmsiftError } from "./errors.ts";
 import { KernelReader, type ModuleInfo } from "./kernelModules.ts";
 
@@ -31,13 +31,14 @@ export interface DmCryptKeys {
 }
 
 /**
- * Every dm-crypt key range of the dump. `mods` are the loaded modules with symbols and BTF
- * (core/kernelModules.ts readModuleInfos). Throws when dm_mod is loaded but its symbols or BTF cannot be
+ * Every dm-crypt key range of the dump. `mods` are the loaded modules with BTF, and the symbols of dm_mod
+ * and crypto_simd (core/kernelModules.ts readModuleInfos); `lookup` gives the kernel's symbols. Throws when dm_mod is loaded but its symbols or BTF cannot be
  * used; returns no targets when dm_mod or dm_crypt is not loaded.
  */
 export function dmCryptKeys(
   vm: KernelReader["vm"],
   kernelBtf: Btf,
+  lookup: (name: string) => bigint | undefined,
   mods: ModuleInfo[],
   source: string,
 ): DmCryptKeys {
@@ -58,6 +59,17 @@ export function dmCryptKeys(
   const kd = new KernelReader(vm, dm.btf, source);
   const kc = new KernelReader(vm, crypt.btf, source);
   const btfs = [...mods.flatMap((m) => m.btf === undefined ? [] : [m.btf]), kernelBtf];
+  const wrappers = new Map<bigint, string>();
+  for (const m of mods) {
+    for (const sym of m.symbols) {
+      const ctx = WRAPPER_INITS[sym.name];
+      if (ctx !== undefined) wrappers.set(sym.address, ctx);
+    }
+  }
+  for (const [name, ctx] of Object.entries(WRAPPER_INITS)) {
+    const a = lookup(name);
+    if (a !== undefined) wrappers.set(a, ctx);
+  }
   const nodeOff = BigInt(kd.offset("hash_cell", "name_node"));
   for (const node of rbNodes(kd, kd.ptr(tree.address, "name_rb_tree"))) {
     const hc = node - nodeOff;
@@ -79,7 +91,7 @@ export function dmCryptKeys(
         const cc = kd.member(ti, "dm_target", "private");
         if (cc === 0n) continue;
         const label = `dm_crypt:${name}.${which}[${i}]`;
-        cryptConfigKeys(kc, btfs, cc, label, out);
+        cryptConfigKeys({ k: kc, btfs, wrappers }, cc, label, out);
       }
     }
   }
@@ -87,7 +99,8 @@ export function dmCryptKeys(
 }
 
 /** The key ranges of one struct crypt_config. */
-function cryptConfigKeys(k: KernelReader, btfs: Btf[], cc: bigint, label: string, out: DmCryptKeys): void {
+function cryptConfigKeys(c: TfmContext, cc: bigint, label: string, out: DmCryptKeys): void {
+  const k = c.k;
   const keySize = Number(k.member(cc, "crypt_config", "key_size"));
   const cipher = k.member(cc, "crypt_config", "cipher_string");
   out.targets.push(`${label}: ${cipher === 0n ? "?" : k.cstring(cipher, 128)}, ${keySize}-byte key`);
@@ -109,7 +122,7 @@ function cryptConfigKeys(k: KernelReader, btfs: Btf[], cc: bigint, label: string
   const count = Number(k.member(cc, "crypt_config", "tfms_count"));
   for (let i = 0; tfms !== 0n && i < count && i < 1024; i++) {
     const handle = k.ptr(tfms + BigInt(i * 8), `${label}: cipher_tfm.tfms[${i}]`);
-    const w = tfmKeyRanges(k, btfs, handle, aead ? "crypto_aead" : "crypto_skcipher", `${label}.tfms[${i}]`);
+    const w = tfmKeyRanges(c, handle, aead ? "crypto_aead" : "crypto_skcipher", `${label}.tfms[${i}]`);
     out.ranges.push(...w.ranges);
     out.unreached.push(...w.unreached);
   }

@@ -79,7 +79,7 @@ export function structureSecretRanges(
   const names = readModules(k, lookup).map((m) => m.name);
   if (!names.includes("dm_mod") || !names.includes("dm_crypt")) return none;
   // dm_crypt is loaded: from here on what cannot be read is an error (a key would be left in the dump).
-  const mods = readModuleInfos(k, lookup, ["dm_mod"]);
-  const keys = dmCryptKeys(vm, kernelBtf, mods, source);
+  const mods = readModuleInfos(k, lookup, ["dm_mod", "crypto_simd"]);
+  const keys = dmCryptKeys(vm, kernelBtf, lookup, mods, source);
   return { ranges: keys.ranges, found: keys.targets, unreached: keys.unreached };
 }

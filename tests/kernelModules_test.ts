@@ -374,7 +374,7 @@ Deno.test("modules: BTF from btf_modules and from module.btf_data, parsed as spl
 Deno.test("dm-crypt: every crypt target's key, the key schedules under xts/ecb, authenc_key; unknown templates named", () => {
   const { mem, k, lookup, keys } = build();
   const infos = readModuleInfos(k, lookup, ["dm_mod"]);
-  const found = dmCryptKeys(mem, k.btf, infos, "fake");
+  const found = dmCryptKeys(mem, k.btf, lookup, infos, "fake");
   assert.deepStrictEqual(found.targets, [
     "dm_crypt:a.map[1]: aes-xts-plain64, 64-byte key",
     "dm_crypt:b.new_map[0]: capi:foo(aes)-plain64, 36-byte key",
@@ -395,7 +395,7 @@ Deno.test("dm-crypt: every crypt target's key, the key schedules under xts/ecb, 
   ]);
   // Without dm_crypt loaded there is nothing to find.
   assert.deepStrictEqual(
-    dmCryptKeys(mem, k.btf, infos.filter((m) => m.name !== "dm_crypt"), "fake").ranges,
+    dmCryptKeys(mem, k.btf, lookup, infos.filter((m) => m.name !== "dm_crypt"), "fake").ranges,
     [],
   );
 });
