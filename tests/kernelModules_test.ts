@@ -116,6 +116,17 @@ function kernelBtf(): { bytes: Uint8Array; ids: Record<string, number> } {
   const pcip = b.ptr(cip);
   b.struct("skcipher_ctx_simple", 8, [{ name: "cipher", type: pcip, bitOffset: 0 }]);
   const pskc = b.ptr(skc);
+  // crypto/simd.c's wrapper (known by skcipher_alg.init) around cryptd, whose handle nests crypto_skcipher.
+  b.struct("skcipher_alg", 176, [
+    { name: "init", type: pvoid, bitOffset: 0 },
+    { name: "base", type: alg, bitOffset: 128 },
+  ]);
+  const cryptdSk = b.struct("cryptd_skcipher", 24, [{ name: "base", type: skc, bitOffset: 0 }]);
+  b.struct("simd_skcipher_ctx", 8, [{ name: "cryptd_tfm", type: b.ptr(cryptdSk), bitOffset: 0 }]);
+  b.struct("cryptd_skcipher_ctx", 16, [
+    { name: "refcnt", type: u32, bitOffset: 0 },
+    { name: "child", type: pskc, bitOffset: 64 },
+  ]);
   return { bytes: b.build(), ids: { u32, u64, ch, pch, pvoid, pu8, rb, skc: pskc, pcip } };
 }
 
@@ -176,7 +187,7 @@ interface Built {
   k: KernelReader;
   lookup: (n: string) => bigint | undefined;
   mods: Record<string, bigint>;
-  keys: { a: bigint; b: bigint; aChild: bigint; aTweak: bigint; bAuth: bigint };
+  keys: Record<"a" | "b" | "c" | "aChild" | "aTweak" | "bAuth" | "cInner", bigint>;
 }
 
 function build(): Built {
@@ -186,7 +197,9 @@ function build(): Built {
   const k = new KernelReader(mem, base, "fake");
   const blobs = moduleBtfs(base, ids);
   const modules = mem.alloc(16), btfModules = mem.alloc(16);
-  const lookup = (n: string) => ({ modules, btf_modules: btfModules } as Record<string, bigint>)[n];
+  const simdInit = 0xffffffffc0002000n;
+  const lookup = (n: string) =>
+    ({ modules, btf_modules: btfModules, simd_skcipher_init: simdInit } as Record<string, bigint>)[n];
 
   // Module list: dm_mod, dm_crypt (BTF through btf_modules), xts (still in init: module.btf_data).
   const mods: Record<string, bigint> = {};
@@ -244,8 +257,10 @@ function build(): Built {
   mem.u64(mods.dm_mod + BigInt(MOD.kallsyms), ks);
 
   // Crypto transforms.
-  const alg = (driver: string, ctxsize: number, type: number) => {
-    const a = mem.alloc(ALG.size);
+  const alg = (driver: string, ctxsize: number, type: number, init = 0n) => {
+    const sa = mem.alloc(16 + ALG.size); // a struct skcipher_alg: init, then base (the crypto_alg)
+    mem.u64(sa, init);
+    const a = sa + 16n;
     mem.u32(a + BigInt(ALG.flags), type);
     mem.u32(a + BigInt(ALG.ctxsize), ctxsize);
     mem.str(driver, a + BigInt(ALG.name));
@@ -264,6 +279,11 @@ function build(): Built {
   mem.u64(xtsT.ctx, ecb.handle);
   mem.u64(xtsT.ctx + 8n, leafTweak.handle);
   const foo = tfm(alg("foo(aes-generic)", 8, 0x5), 8, 8);
+  const inner = tfm(alg("__xts-aes-aesni", 96, 0x5), 96, 8);
+  const cryptd = tfm(alg("cryptd(__xts-aes-aesni)", 16, 0x5), 16, 8);
+  mem.u64(cryptd.ctx + 8n, inner.handle);
+  const simd = tfm(alg("xts-aes-aesni", 8, 0x5, simdInit), 8, 8);
+  mem.u64(simd.ctx, cryptd.handle);
 
   // Two crypt_configs, two devices: "a" live (a linear target, then crypt), "b" only an inactive table.
   const crypt = (cipher: string, keySize: number, tfmHandle: bigint, authenc: boolean) => {
@@ -281,6 +301,7 @@ function build(): Built {
   };
   const ca = crypt("aes-xts-plain64", 64, xtsT.handle, false);
   const cb = crypt("capi:foo(aes)-plain64", 36, foo.handle, true);
+  const cc = crypt("aes-xts-plain64", 64, simd.handle, false);
   const linearType = mem.alloc(16), cryptType = mem.alloc(16);
   mem.u64(linearType + 8n, mem.str("linear"));
   mem.u64(cryptType + 8n, mem.str("crypt"));
@@ -302,15 +323,28 @@ function build(): Built {
   mem.u64(hcA + 64n, md);
   mem.u64(hcB + 48n, mem.str("b"));
   mem.u64(hcB + 72n, table([[cryptType, cb.cc]]));
-  mem.u64(tree, hcB); // root b, a to its left
+  const hcC = mem.alloc(80), mdC = mem.alloc(16);
+  mem.u64(hcC + 48n, mem.str("c"));
+  mem.u64(hcC + 64n, mdC);
+  mem.u64(mdC + 8n, table([[cryptType, cc.cc]]));
+  mem.u64(tree, hcB); // root b, a to its left, c to its right
   mem.u64(hcB + 16n, hcA);
+  mem.u64(hcB + 8n, hcC);
 
   return {
     mem,
     k,
     lookup,
     mods,
-    keys: { a: ca.cc + 48n, b: cb.cc + 48n, aChild: leafChild.ctx, aTweak: leafTweak.ctx, bAuth: cb.auth },
+    keys: {
+      a: ca.cc + 48n,
+      b: cb.cc + 48n,
+      c: cc.cc + 48n,
+      aChild: leafChild.ctx,
+      aTweak: leafTweak.ctx,
+      bAuth: cb.auth,
+      cInner: inner.ctx,
+    },
   };
 }
 
@@ -371,13 +405,14 @@ Deno.test("modules: BTF from btf_modules and from module.btf_data, parsed as spl
   assert.deepStrictEqual(infos[1].btf!.memberPath(cc, ["cipher_tfm", "tfms"]).offset, 8);
 });
 
-Deno.test("dm-crypt: every crypt target's key, the key schedules under xts/ecb, authenc_key; unknown templates named", () => {
+Deno.test("dm-crypt: every crypt target's key, key schedules under xts/ecb and simd/cryptd, authenc_key; unknown templates named", () => {
   const { mem, k, lookup, keys } = build();
   const infos = readModuleInfos(k, lookup, ["dm_mod"]);
   const found = dmCryptKeys(mem, k.btf, lookup, infos, "fake");
   assert.deepStrictEqual(found.targets, [
     "dm_crypt:a.map[1]: aes-xts-plain64, 64-byte key",
     "dm_crypt:b.new_map[0]: capi:foo(aes)-plain64, 36-byte key",
+    "dm_crypt:c.map[0]: aes-xts-plain64, 64-byte key",
   ]);
   assert.deepStrictEqual(found.ranges.map((r) => [r.what, r.vaddr, r.size]), [
     ["dm_crypt:a.map[1].key", keys.a, 64],
@@ -389,6 +424,12 @@ Deno.test("dm-crypt: every crypt target's key, the key schedules under xts/ecb, 
     ["dm_crypt:a.map[1].tfms[0]=xts(ecb(aes-generic)).tweak=aes-generic.ctx", keys.aTweak, 64],
     ["dm_crypt:b.new_map[0].key", keys.b, 36],
     ["dm_crypt:b.new_map[0].authenc_key", keys.bAuth, 36 - 4 + 8],
+    ["dm_crypt:c.map[0].key", keys.c, 64],
+    [
+      "dm_crypt:c.map[0].tfms[0]=xts-aes-aesni.cryptd_tfm=cryptd(__xts-aes-aesni).child=__xts-aes-aesni.ctx",
+      keys.cInner,
+      96,
+    ],
   ]);
   assert.deepStrictEqual(found.unreached, [
     "dm_crypt:b.new_map[0].tfms[0]=foo(aes-generic): context of template 'foo' not known to vmsift",
