@@ -1,7 +1,8 @@
 /**
  * Module list, module kallsyms, module split BTF and the dm-crypt walk on constructed kernel memory: a
  * kernel BTF and three modules' split BTF written by fixtures/synthetic/btf.ts, and the structures laid
- * out in a fake address space, so that every value the readers return is known.
+ * out in a fake address space, so that every value the readers return is known. On the real 6.1 fixture:
+ * the module list, and ext4's BTF and symbols against its unstripped .ko from the debug package.
  */
 import assert from "node:assert/strict";
 import { Btf } from "../core/btf.ts";
@@ -15,6 +16,13 @@ import {
   readModuleSymbols,
 } from "../core/kernelModules.ts";
 import { BtfBuilder } from "../fixtures/synthetic/btf.ts";
+import { readKernelBtf } from "../core/btf.ts";
+import { readKallsyms } from "../core/kallsyms.ts";
+import { buildMemoryModel } from "../core/memoryModel.ts";
+import { VmcoreInfo } from "../core/vmcoreinfo.ts";
+import { ElfCore } from "../formats/elfCore.ts";
+import { readElfSection } from "../formats/elfSymbols.ts";
+import { haveReal, isFile, realVmcore } from "./support/fixture.ts";
 
 /** A flat fake kernel address space with a bump allocator. */
 class FakeMemory {
@@ -439,4 +447,100 @@ Deno.test("dm-crypt: every crypt target's key, key schedules under xts/ecb and s
     dmCryptKeys(mem, k.btf, lookup, infos.filter((m) => m.name !== "dm_crypt"), "fake").ranges,
     [],
   );
+});
+
+const EXT4_KO = "/usr/lib/debug/lib/modules/6.1.0-56-amd64/kernel/fs/ext4/ext4.ko";
+
+/** The modules, and ext4's symbols and BTF, of the real 6.1 fixture. */
+async function fixtureModules() {
+  const core = ElfCore.open(await realVmcore());
+  try {
+    const info = VmcoreInfo.parse(new TextDecoder().decode(core.vmcoreinfoNote!.desc), core.label);
+    const vm = buildMemoryModel(core, info, { kernelImageGuard: false }).vm;
+    const ks = readKallsyms(vm, info);
+    const lookup = (n: string) => ks.lookup(n);
+    const k = new KernelReader(vm, readKernelBtf(vm, lookup, core.label), core.label);
+    return readModuleInfos(k, lookup, ["ext4"]);
+  } finally {
+    core.close();
+  }
+}
+
+/**
+ * A .ko's .symtab: name → (section index, st_value) for names defined once, read here independently of
+ * vmsift's ELF readers.
+ */
+function koSymbols(path: string): Map<string, { shndx: number; value: bigint }> {
+  const b = Deno.readFileSync(path);
+  const dv = new DataView(b.buffer);
+  const shoff = Number(dv.getBigUint64(0x28, true)), shnum = dv.getUint16(0x3c, true);
+  const sh = (i: number) => ({
+    type: dv.getUint32(shoff + i * 64 + 4, true),
+    offset: Number(dv.getBigUint64(shoff + i * 64 + 24, true)),
+    size: Number(dv.getBigUint64(shoff + i * 64 + 32, true)),
+    link: dv.getUint32(shoff + i * 64 + 40, true),
+  });
+  const out = new Map<string, { shndx: number; value: bigint }>();
+  const dup = new Set<string>();
+  for (let i = 0; i < shnum; i++) {
+    const s = sh(i);
+    if (s.type !== 2) continue; // SHT_SYMTAB
+    const str = sh(s.link);
+    for (let o = s.offset; o < s.offset + s.size; o += 24) {
+      const n = str.offset + dv.getUint32(o, true);
+      const name = new TextDecoder().decode(b.subarray(n, b.indexOf(0, n)));
+      if (name === "") continue;
+      if (out.has(name)) dup.add(name);
+      out.set(name, { shndx: dv.getUint16(o + 6, true), value: dv.getBigUint64(o + 8, true) });
+    }
+  }
+  for (const d of dup) out.delete(d); // static symbols of the same name in two files
+  return out;
+}
+
+Deno.test({
+  name:
+    "modules real: the fixture's module list; ext4's BTF is its .ko's .BTF, its symbols the .ko's relocated",
+  ignore: !haveReal() || !isFile(EXT4_KO),
+  fn: async () => {
+    const mods = await fixtureModules();
+    // The modules make-vmcore.sh loads (qemu_fw_cfg, virtio_pci, virtio_blk, ext4) and their dependencies.
+    assert.deepStrictEqual(mods.map((m) => m.name).sort(), [
+      "crc16",
+      "crc32c_generic",
+      "ext4",
+      "jbd2",
+      "mbcache",
+      "qemu_fw_cfg",
+      "virtio",
+      "virtio_blk",
+      "virtio_pci",
+      "virtio_pci_legacy_dev",
+      "virtio_pci_modern_dev",
+      "virtio_ring",
+    ]);
+    assert.ok(mods.every((m) => m.btf !== undefined && m.state === 0));
+    const ext4 = mods.find((m) => m.name === "ext4")!;
+    // Byte for byte the .BTF section of the module file (the debug package's unstripped ext4.ko).
+    const koBtf = readElfSection(EXT4_KO, ".BTF")!;
+    assert.deepStrictEqual(ext4.btf!.bytes, koBtf);
+    const sb = ext4.btf!.findAggregate("ext4_sb_info")!;
+    assert.ok(sb >= ext4.btf!.base!.types.length && ext4.btf!.member(sb, "s_es") !== undefined);
+    // Every symbol of the core .text section sits at one constant offset from its .ko value.
+    const ko = koSymbols(EXT4_KO);
+    const text = ko.get("ext4_fill_super")!.shndx;
+    const deltas = new Set<bigint>();
+    let n = 0;
+    const seen = new Map<string, number>();
+    for (const s of ext4.symbols) seen.set(s.name, (seen.get(s.name) ?? 0) + 1);
+    for (const s of ext4.symbols) {
+      const e = seen.get(s.name) === 1 ? ko.get(s.name) : undefined;
+      if (e === undefined || e.shndx !== text || s.type.toLowerCase() !== "t") continue;
+      deltas.add(s.address - e.value);
+      n++;
+    }
+    assert.ok(n > 500, `${n} .text symbols compared`);
+    assert.equal(deltas.size, 1, [...deltas].map((d) => d.toString(16)).join(" "));
+    assert.ok(ext4.symbols.length > 2000);
+  },
 });
