@@ -32,7 +32,9 @@ export interface DmCryptKeys {
 
 /**
  * Every dm-crypt key range of the dump. `mods` are the loaded modules with BTF, and the symbols of dm_mod
- * and crypto_simd (core/kernelModules.ts readModuleInfos); `lookup` gives the kernel's symbols. Throws when dm_mod is loaded but its symbols or BTF cannot be
+ * and crypto_simd (core/kernelModules.ts readModuleInfos); `lookup` gives the kernel's symbols. A kernel
+ * without module BTF or without dm_mod's name_rb_tree gives an `unreached` line; a structure that cannot be
+ * read throws. Throws when dm_mod is loaded but its symbols or BTF cannot be
  * used; returns no targets when dm_mod or dm_crypt is not loaded.
  */
 export function dmCryptKeys(
@@ -46,15 +48,19 @@ export function dmCryptKeys(
   const dm = mods.find((m) => m.name === "dm_mod");
   const crypt = mods.find((m) => m.name === "dm_crypt");
   if (dm === undefined || crypt === undefined) return out;
+  // A kernel without the layouts or the list vmsift reads: a warning names it, the keys stay.
   if (dm.btf === undefined || crypt.btf === undefined) {
-    throw new VmsiftError(
-      `no BTF for module ${dm.btf === undefined ? "dm_mod" : "dm_crypt"} in the dump (btf_modules)`,
-      { file: source },
+    const which = dm.btf === undefined ? "dm_mod" : "dm_crypt";
+    out.unreached.push(
+      `every dm-crypt key: no BTF for ${which} in the dump (CONFIG_DEBUG_INFO_BTF_MODULES off?)`,
     );
+    return out;
   }
   const tree = dm.symbols.find((s) => s.name === "name_rb_tree");
   if (tree === undefined) {
-    throw new VmsiftError("no symbol name_rb_tree in dm_mod's kallsyms", { file: source });
+    // Kernels before the rb tree (5.16) keep the hash cells in buckets (_name_buckets), not read here.
+    out.unreached.push("every dm-crypt key: no name_rb_tree in dm_mod's symbols (an older kernel?)");
+    return out;
   }
   const kd = new KernelReader(vm, dm.btf, source);
   const kc = new KernelReader(vm, crypt.btf, source);

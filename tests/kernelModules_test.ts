@@ -442,6 +442,17 @@ Deno.test("dm-crypt: every crypt target's key, key schedules under xts/ecb and s
   assert.deepStrictEqual(found.unreached, [
     "dm_crypt:b.new_map[0].tfms[0]=foo(aes-generic): context of template 'foo' not known to vmsift",
   ]);
+  // No module BTF, or no name_rb_tree: named, nothing erased.
+  const noBtf = infos.map((m) => m.name === "dm_crypt" ? { ...m, btf: undefined } : m);
+  assert.deepStrictEqual(dmCryptKeys(mem, k.btf, lookup, noBtf, "fake").unreached, [
+    "every dm-crypt key: no BTF for dm_crypt in the dump (CONFIG_DEBUG_INFO_BTF_MODULES off?)",
+  ]);
+  const noTree = infos.map((m) => ({ ...m, symbols: m.symbols.filter((s) => s.name !== "name_rb_tree") }));
+  assert.deepStrictEqual(dmCryptKeys(mem, k.btf, lookup, noTree, "fake"), {
+    ranges: [],
+    targets: [],
+    unreached: ["every dm-crypt key: no name_rb_tree in dm_mod's symbols (an older kernel?)"],
+  });
   // Without dm_crypt loaded there is nothing to find.
   assert.deepStrictEqual(
     dmCryptKeys(mem, k.btf, lookup, infos.filter((m) => m.name !== "dm_crypt"), "fake").ranges,
