@@ -58,7 +58,7 @@ export function dmCryptKeys(
   }
   const tree = dm.symbols.find((s) => s.name === "name_rb_tree");
   if (tree === undefined) {
-    // Kernels before the rb tree (5.16) keep the hash cells in buckets (_name_buckets), not read here.
+    // Older kernels keep the hash cells in buckets (_name_buckets), not read here.
     out.unreached.push("every dm-crypt key: no name_rb_tree in dm_mod's symbols (an older kernel?)");
     return out;
   }
