@@ -7,6 +7,10 @@
  * str_off, str_len), then types numbered from 1, each a 12-byte btf_type (name_off; info = vlen bits 0-15,
  * kind bits 24-28, kind_flag bit 31; size or type) followed by kind-specific data. Struct members are
  * (name_off, type, offset): offset in bits, or with kind_flag, bitfield size << 24 | bit offset.
+ *
+ * A module's BTF is split BTF (kernel/bpf/btf.c btf_parse_module): its types are numbered on from the last
+ * type of the kernel's BTF, and string offsets at or past the kernel's string section length are its own
+ * (offset minus that length); everything below refers to the kernel's BTF ({@link Btf.parseSplit}).
  */
 import { VmsiftError } from "./errors.ts";
 
@@ -81,7 +85,7 @@ const HEADER_MAGIC = 0xeb9f;
 
 /** Parsed BTF. */
 export class Btf {
-  /** Every type, indexed by id (0 is void). */
+  /** Every type, indexed by id (0 is void); for split BTF only its own (the base's ids are holes). */
   readonly types: BtfType[] = [];
   readonly #dv: DataView;
   readonly #typeBase: number;
@@ -89,11 +93,19 @@ export class Btf {
   readonly #strLen: number;
   readonly #bytes: Uint8Array;
   readonly #byName = new Map<string, number[]>();
+  readonly #base: Btf | undefined;
+  /** First type id of this blob (1, or one past the base's last type for split BTF). */
+  readonly #startId: number;
+  /** String offsets below this belong to the base. */
+  readonly #strStart: number;
   /** Where the bytes came from, for messages. */
   readonly source: string;
 
-  private constructor(bytes: Uint8Array, source: string) {
+  private constructor(bytes: Uint8Array, source: string, base?: Btf) {
     this.source = source;
+    this.#base = base;
+    this.#startId = base === undefined ? 1 : base.types.length;
+    this.#strStart = base === undefined ? 0 : base.strTotal;
     this.#bytes = bytes;
     this.#dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const dv = this.#dv;
@@ -112,7 +124,11 @@ export class Btf {
     if (this.#typeBase + typeLen > bytes.length || this.#strBase + strLen > bytes.length) {
       throw new VmsiftError("BTF sections run past the data", { file: source, offset: 4 });
     }
-    this.types.push({ id: 0, kind: 0, name: "void", vlen: 0, kindFlag: false, sizeOrType: 0, data: 0 });
+    if (base === undefined) {
+      this.types.push({ id: 0, kind: 0, name: "void", vlen: 0, kindFlag: false, sizeOrType: 0, data: 0 });
+    } else {
+      this.types.length = this.#startId; // ids below are the base's (type() asks it): left as holes
+    }
     let p = this.#typeBase;
     const end = this.#typeBase + typeLen;
     while (p < end) {
@@ -142,6 +158,24 @@ export class Btf {
     return new Btf(bytes, source);
   }
 
+  /**
+   * Parse a module's split BTF on top of `base` (the kernel's BTF): type ids continue from the base's, and
+   * string offsets past the base's strings are this blob's own.
+   */
+  static parseSplit(bytes: Uint8Array, base: Btf, source = "module BTF"): Btf {
+    return new Btf(bytes, source, base);
+  }
+
+  /** The base BTF of split BTF (undefined for the kernel's own). */
+  get base(): Btf | undefined {
+    return this.#base;
+  }
+
+  /** Length of the string space: the base's strings and this blob's (split BTF offsets start past it). */
+  get strTotal(): number {
+    return this.#strStart + this.#strLen;
+  }
+
   /** The raw bytes. */
   get bytes(): Uint8Array {
     return this.#bytes;
@@ -149,6 +183,10 @@ export class Btf {
 
   /** String at `off` of the string section. */
   str(off: number): string {
+    if (this.#base !== undefined) {
+      if (off < this.#strStart) return this.#base.str(off);
+      off -= this.#strStart;
+    }
     if (off >= this.#strLen) {
       throw new VmsiftError(`BTF string offset ${off} out of range`, { file: this.source });
     }
@@ -159,6 +197,7 @@ export class Btf {
 
   /** The type with this id; throws for an id that does not exist. */
   type(id: number): BtfType {
+    if (id < this.#startId && this.#base !== undefined) return this.#base.type(id);
     const t = this.types[id];
     if (t === undefined) throw new VmsiftError(`BTF type ${id} does not exist`, { file: this.source });
     return t;
@@ -166,9 +205,10 @@ export class Btf {
 
   /** Ids of the types called `name` of one of `kinds` (all kinds when empty). */
   find(name: string, ...kinds: number[]): number[] {
-    return (this.#byName.get(name) ?? []).filter((id) =>
+    const own = (this.#byName.get(name) ?? []).filter((id) =>
       kinds.length === 0 || kinds.includes(this.types[id].kind)
     );
+    return this.#base === undefined ? own : [...own, ...this.#base.find(name, ...kinds)];
   }
 
   /**
@@ -230,7 +270,9 @@ export class Btf {
 
   /** Element type and count of an array type. */
   array(id: number): { type: number; indexType: number; nelems: number } {
-    const t = this.type(this.resolve(id));
+    const r = this.resolve(id);
+    if (r < this.#startId && this.#base !== undefined) return this.#base.array(r);
+    const t = this.type(r);
     if (t.kind !== BTF_KIND.ARRAY) {
       throw new VmsiftError(`BTF type ${id} is not an array`, { file: this.source });
     }
@@ -250,9 +292,17 @@ export class Btf {
     return t.sizeOrType;
   }
 
+  /** The encoding word of an INT type (bits, offset, signedness). */
+  intEncoding(id: number): number {
+    if (id < this.#startId && this.#base !== undefined) return this.#base.intEncoding(id);
+    return this.#dv.getUint32(this.type(id).data, true);
+  }
+
   /** Members of a struct or union. */
   members(id: number): BtfMember[] {
-    const t = this.type(this.resolve(id));
+    const r = this.resolve(id);
+    if (r < this.#startId && this.#base !== undefined) return this.#base.members(r);
+    const t = this.type(r);
     if (t.kind !== BTF_KIND.STRUCT && t.kind !== BTF_KIND.UNION) {
       throw new VmsiftError(`BTF type ${id} (${t.name || "anonymous"}) is not a struct or union`, {
         file: this.source,
@@ -270,7 +320,7 @@ export class Btf {
       } else {
         const it = this.type(this.resolve(type));
         if (it.kind === BTF_KIND.INT) {
-          const enc = this.#dv.getUint32(it.data, true);
+          const enc = this.intEncoding(it.id);
           const bits = enc & 0xff, intOff = (enc >>> 16) & 0xff;
           if (bits !== it.sizeOrType * 8 || intOff !== 0) {
             bitfieldSize = bits;

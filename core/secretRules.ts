@@ -1,9 +1,14 @@
 /**
  * vmsift's built-in erase rules for well-known secrets in kernel memory (`--erase-secrets`), as filter
- * commands (core/filterConfig.ts). A rule applies when the kernel has its symbol; docs/symbols.md lists what
- * each erases and what is left.
+ * commands (core/filterConfig.ts), and the dm-crypt keys found by structure (structureSecretRanges). A rule
+ * applies when the kernel has its symbol; docs/symbols.md lists what each erases and what is left.
  */
+import type { Btf } from "./btf.ts";
+import type { KeyRange } from "./cryptoTfm.ts";
+import { dmCryptKeys } from "./dmCrypt.ts";
 import type { FilterCommand } from "./filterConfig.ts";
+import { KernelReader, readModuleInfos, readModules } from "./kernelModules.ts";
+import type { VirtualMemory } from "./virtMem.ts";
 
 /** One built-in rule. */
 export interface SecretRule {
@@ -55,4 +60,26 @@ export function secretCommands(
     commands.push({ line: 0, erases: [{ line: 0, expr: r.command.split(" ")[1], nullify: false }] });
   }
   return { commands, skipped };
+}
+
+/**
+ * The `dm-crypt` rule: key material found by walking kernel structures (core/dmCrypt.ts) through the
+ * modules' own symbols and BTF. Nothing when the kernel has no module list or dm_crypt is not loaded; when
+ * it is, a structure that cannot be read is an error naming it rather than a key silently left.
+ */
+export function structureSecretRanges(
+  vm: VirtualMemory,
+  kernelBtf: Btf,
+  lookup: (name: string) => bigint | undefined,
+  source: string,
+): { ranges: KeyRange[]; found: string[]; unreached: string[] } {
+  const none = { ranges: [], found: [], unreached: [] };
+  if (lookup("modules") === undefined) return none;
+  const k = new KernelReader(vm, kernelBtf, source);
+  const names = readModules(k, lookup).map((m) => m.name);
+  if (!names.includes("dm_mod") || !names.includes("dm_crypt")) return none;
+  // dm_crypt is loaded: from here on what cannot be read is an error (a key would be left in the dump).
+  const mods = readModuleInfos(k, lookup, ["dm_mod", "crypto_simd"]);
+  const keys = dmCryptKeys(vm, kernelBtf, lookup, mods, source);
+  return { ranges: keys.ranges, found: keys.targets, unreached: keys.unreached };
 }

@@ -6,8 +6,10 @@
 import { Btf, readKernelBtf } from "../core/btf.ts";
 import { VmsiftError } from "../core/errors.ts";
 import { type ErasePlan, planErase } from "../core/eraseApply.ts";
-import { resolveErase } from "../core/eraseResolve.ts";
-import { secretCommands } from "../core/secretRules.ts";
+import { type EraseResolution, type FilterRange, resolveErase } from "../core/eraseResolve.ts";
+import { secretCommands, structureSecretRanges } from "../core/secretRules.ts";
+import type { KeyRange } from "../core/cryptoTfm.ts";
+import type { VirtualMemory } from "../core/virtMem.ts";
 import { eraseOptionCommand, type FilterCommand, parseFilterConfig } from "../core/filterConfig.ts";
 import { readKallsyms } from "../core/kallsyms.ts";
 import { BtfKernelTypes, type KernelTypes } from "../core/kernelTypes.ts";
@@ -27,6 +29,8 @@ export interface EraseRequest {
   skipped: string[];
   /** --erase-secrets: the built-in rules (core/secretRules.ts) too. */
   secrets?: boolean;
+  /** Set by prepareErase with --erase-secrets: the dm-crypt targets whose keys were found. */
+  found?: string[];
 }
 
 /** Build the request from the options; undefined when nothing is to be erased. Parse errors throw. */
@@ -58,6 +62,17 @@ export function eraseRequestOf(
 
 /** The symbol and type source for the dump. */
 export function kernelTypesFor(req: EraseRequest, model: MemoryModel, dumpLabel: string): KernelTypes {
+  return kernelSourceFor(req, model, dumpLabel).types;
+}
+
+/** Symbols and types, with the kernel's BTF and the symbol lookup they are built on. */
+interface KernelSource {
+  types: KernelTypes;
+  btf: Btf;
+  lookup: (name: string) => bigint | undefined;
+}
+
+function kernelSourceFor(req: EraseRequest, model: MemoryModel, dumpLabel: string): KernelSource {
   if (req.vmlinux !== undefined) {
     const syms = readElfSymbols(req.vmlinux);
     if (syms === undefined) {
@@ -76,11 +91,12 @@ export function kernelTypesFor(req: EraseRequest, model: MemoryModel, dumpLabel:
       if (s === undefined) return undefined;
       return s.address >= START_KERNEL_MAP ? BigInt.asUintN(64, s.address + offset) : s.address;
     };
-    return new BtfKernelTypes(btf, lookup);
+    return { types: new BtfKernelTypes(btf, lookup), btf, lookup };
   }
   const ks = readKallsyms(model.vm, model.info, { source: dumpLabel });
   const lookup = (name: string) => ks.lookup(name);
-  return new BtfKernelTypes(readKernelBtf(model.vm, lookup, dumpLabel), lookup);
+  const btf = readKernelBtf(model.vm, lookup, dumpLabel);
+  return { types: new BtfKernelTypes(btf, lookup), btf, lookup };
 }
 
 /**
@@ -96,7 +112,7 @@ export type ErasePlanner = (written: (pfn: number) => boolean) => ErasePlan;
  * with -E.
  */
 export function prepareErase(req: EraseRequest, model: MemoryModel, dumpLabel: string): ErasePlanner {
-  const types = kernelTypesFor(req, model, dumpLabel);
+  const { types, btf, lookup } = kernelSourceFor(req, model, dumpLabel);
   const commands = [...req.commands];
   if (req.secrets) {
     const rules = secretCommands((s) => types.symbolAddress(s) !== undefined);
@@ -104,5 +120,45 @@ export function prepareErase(req: EraseRequest, model: MemoryModel, dumpLabel: s
     req.skipped.push(...rules.skipped.map((s) => `built-in rule ${s}`));
   }
   const res = resolveErase(commands, types, model.vm, req.source);
+  if (req.secrets) {
+    const keys = structureSecretRanges(model.vm, btf, lookup, dumpLabel);
+    addKeyRanges(res, keys.ranges, model.vm, model.pageSize, dumpLabel);
+    req.skipped.push(...keys.unreached.map((s) => `built-in rule dm-crypt: not reached: ${s}`));
+    req.found = keys.found;
+  }
   return (written) => planErase(res, written, model.pageSize);
+}
+
+/**
+ * Add ranges found by structure (kernel virtual addresses) to a resolution: one ERASEINFO record each,
+ * split where the virtual range crosses to a page that is not physically next.
+ */
+export function addKeyRanges(
+  res: EraseResolution,
+  ranges: KeyRange[],
+  vm: VirtualMemory,
+  pageSize: number,
+  dumpLabel: string,
+): void {
+  for (const r of ranges) {
+    const info = res.infos.length;
+    res.infos.push({ expr: r.what, numSizes: 1 });
+    let v = r.vaddr, left = r.size;
+    let piece: FilterRange | undefined;
+    while (left > 0) {
+      const p = vm.vtop(v);
+      if (p === undefined) {
+        throw new VmsiftError(`${r.what}: address not mapped`, { file: dumpLabel, address: v });
+      }
+      const len = Math.min(left, pageSize - (p % pageSize));
+      if (piece !== undefined && piece.paddr + piece.size === p) piece.size += len;
+      else {
+        piece = { vaddr: v, paddr: p, size: len, nullify: false, info, sizeIndex: 0 };
+        res.ranges.push(piece);
+      }
+      v += BigInt(len);
+      left -= len;
+    }
+  }
+  res.ranges.sort((a, b) => a.paddr - b.paddr);
 }

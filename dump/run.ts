@@ -252,6 +252,7 @@ function withErasing(
   if (req === undefined) return kept.length > 0 ? { ...src, eraseinfo: kept } : src;
   const planner = prepareErase(req, model, plan.input.path);
   for (const s of req.skipped) opts.notice?.(`warning: ${req.source}: ${s} skipped`);
+  for (const f of req.found ?? []) opts.debug?.(`erase: dm-crypt target ${f}`);
   const inBitmap = (pfn: number) => pfn < src.maxMapnr && src.bitmap2.get(pfn);
   let parts: ErasePlan[];
   if (plan.form === "split") {
