@@ -14,7 +14,7 @@ import type { MemoryModel } from "../core/memoryModel.ts";
 import { prepareErase } from "./erase.ts";
 import { inputElfHeaders, writeElfDumpAsync } from "../formats/elfWriter.ts";
 import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
-import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import { usesLanes, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import { writeKdumpSplitAsync } from "../formats/kdump/split.ts";
 import {
   type KdumpSource,
@@ -97,16 +97,18 @@ export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpRep
       })
     )));
   const bitmapDir = plan.bitmapDir ?? (outputs.length > 0 ? directoryOf(outputs[0]) : undefined);
-  // --num-threads: start the compression workers first, their start-up overlaps reading and scanning
-  if (plan.threads > 1 && plan.codec !== null) {
-    const workers = CodecWorkers.start(workersFor(plan.threads), { warm: plan.codec });
-    try {
-      return await runLevels(plan, opts, open, bitmapDir, workers);
-    } finally {
-      workers.terminate();
-    }
+  // --num-threads: FFI engines compress in lanes (formats/kdump/codecLanes.ts: library calls on Deno's
+  // thread pool, about 1 MiB per thread). The other engines would need a Web Worker per thread, 10-15 MiB each,
+  // which the 64 MiB budget does not leave (docs/performance.md, "Threads and memory"): one thread, said once.
+  let threads = plan.threads;
+  if (threads > 1 && plan.codec !== null && !usesLanes({ codec: plan.codec })) {
+    opts.notice?.(
+      `warning: --num-threads ${threads}: ${plan.codec.impl} would need a worker per thread (10-15 MiB ` +
+        `each, beyond the 64 MiB memory budget); compressing on one thread (FFI engines run threads)`,
+    );
+    threads = 1;
   }
-  return await runLevels(plan, opts, open, bitmapDir);
+  return await runLevels({ ...plan, threads }, opts, open, bitmapDir);
 }
 
 async function runLevels(
@@ -114,13 +116,12 @@ async function runLevels(
   opts: RunOptions,
   open: () => Sink[],
   bitmapDir: string | undefined,
-  workers?: CodecWorkers,
 ): Promise<DumpReport> {
   const levels = plan.levels;
   for (let i = 0;; i++) {
     const last = i === levels.length - 1;
     try {
-      return await runLevel(plan, opts, levels[i], last, open, bitmapDir, workers);
+      return await runLevel(plan, opts, levels[i], last, open, bitmapDir);
     } catch (e) {
       const full = asOutputFull(e);
       if (full === null || last) throw e;
@@ -138,7 +139,6 @@ async function runLevel(
   lastLevel: boolean,
   open: () => Sink[],
   bitmapDir: string | undefined,
-  workers: CodecWorkers | undefined,
 ): Promise<DumpReport> {
   const t0 = performance.now();
   const input = plan.input;
@@ -182,7 +182,7 @@ async function runLevel(
     const sinks = open();
     const write = await useSinks(
       sinks,
-      () => writeForm(plan, opts, control, source, f.extraStatus, sinks, workers),
+      () => writeForm(plan, opts, control, source, f.extraStatus, sinks),
     );
     // Pages held by two PT_LOADs (kexec's kernel-image load): counted once here, once per load by
     // makedumpfile, whose -E writer also counts each load's partial last page.
@@ -238,7 +238,6 @@ async function writeForm(
   src: KdumpSource,
   extraStatus: number,
   sinks: Sink[],
-  workers: CodecWorkers | undefined,
 ): Promise<KdumpWriteResult> {
   if (plan.form === "split") {
     const r = await writeKdumpSplitAsync(src, sinks, {
@@ -265,7 +264,6 @@ async function writeForm(
       ...wopts,
       codec: plan.codec,
       threads: plan.threads,
-      workers,
     });
   }
   return await writeKdumpAsync(src, wopts);
