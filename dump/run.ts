@@ -107,9 +107,23 @@ export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpRep
         `each, beyond the 64 MiB memory budget); compressing on one thread (FFI engines run threads)`,
     );
     threads = 1;
+  } else if (threads > MAX_LANES && plan.codec !== null) {
+    opts.notice?.(
+      `warning: --num-threads ${threads}: using ${MAX_LANES} compression threads (each one more costs about ` +
+        `0.5 MiB, beyond the 64 MiB memory budget)`,
+    );
+    threads = MAX_LANES;
   }
   return await runLevels({ ...plan, threads }, opts, open, bitmapDir);
 }
+
+/**
+ * Most compression lanes a dump uses (`--num-threads`). Measured peak RSS, shipped bundle, real fixture,
+ * `-c -d 31`: 59-60 MiB with one thread, 61-62 with 2 lanes, 62-63 with 4, 63-64 with 8, 66 with 16: each
+ * lane costs about 0.5 MiB (its batch buffers, its codec context, pool threads' stacks), so 4 is what the
+ * 64 MiB budget leaves room for (docs/performance.md, "Threads and memory").
+ */
+export const MAX_LANES = 4;
 
 async function runLevels(
   plan: DumpPlan,
