@@ -95,7 +95,8 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-// --num-threads workers are started from this same program (one bundled file, or a compiled binary):
-// inside one, run the compression loop instead of the CLI (formats/codecs/codecWorker.ts).
+// Codec workers (formats/kdump/parallelWriter.ts; the CLI's --num-threads uses FFI lanes instead, no worker)
+// are started from this same program (one bundled file, or a compiled binary): inside one, run the
+// compression loop instead of the CLI (formats/codecs/codecWorker.ts).
 if (isCodecWorker()) startCodecWorker();
 else if (import.meta.main) Deno.exit(await main(Deno.args));

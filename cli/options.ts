@@ -62,7 +62,7 @@ export interface CliOptions {
   splitblockKiB?: number;
   /** Keep kernel-image pages whatever their struct page says (default on; --no-image-guard = makedumpfile). */
   imageGuard: boolean;
-  /** --num-threads N: compressing threads (Web Workers when N > 1); undefined = 1. */
+  /** --num-threads N: compressing threads (FFI lanes when N > 1, at most 4: dump/run.ts); undefined = 1. */
   numThreads?: number;
   /** -L SIZE: largest output file in bytes (an incomplete file is written, or the next -d level tried). */
   sizeLimit?: number;
@@ -460,7 +460,7 @@ Options (makedumpfile's names):
   --work-dir DIR      where the bitmap file goes when bitmaps do not fit in memory
                       (default: DUMPFILE's directory)
   --cyclic-buffer KiB memory budget for the bitmaps
-  --num-threads N     compress pages in N threads (same output; not with --split or -E)
+  --num-threads N     compress pages in N threads, at most 4 (same output; not with --split or -E)
   --codec-engine ENGINE  which implementation compresses (default auto: the first that loads):
                       -c libdeflate (fastest; valid zlib, not makedumpfile's bytes), libz
                       (makedumpfile's exact bytes), node; -l liblzo2, builtin; -p libsnappy

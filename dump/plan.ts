@@ -51,7 +51,10 @@ export interface DumpOptions {
   sizeLimit?: number;
   /** Mark a dump that could not be finished as incomplete in its header (default true; -F: false). */
   markIncomplete?: boolean;
-  /** `--num-threads`: compressing threads (default 1; > 1 uses Web Workers, same output). */
+  /**
+   * `--num-threads`: compressing threads (default 1; > 1 with an FFI engine: that many library calls at once,
+   * same output; other engines compress on one thread, see dump/run.ts).
+   */
   threads?: number;
   /** `--config` / `--erase` / `--erase-secrets`: data to erase (dump/erase.ts), in every form and input. */
   erase?: EraseRequest;
@@ -83,7 +86,7 @@ export interface DumpPlan {
   readonly sizeLimit?: number;
   /** Mark an unfinished dump as incomplete in its header. */
   readonly markIncomplete: boolean;
-  /** Compressing threads (> 1: Web Workers). */
+  /** Compressing threads (> 1: lanes of FFI library calls, formats/kdump/codecLanes.ts). */
   readonly threads: number;
   /** Data to erase, if any. */
   readonly erase?: EraseRequest;

@@ -21,7 +21,7 @@ import {
 } from "../formats/elfWriter.ts";
 import { SH } from "../formats/kdump/header.ts";
 import { DumpInterrupted, type WriteControl } from "../formats/incomplete.ts";
-import { CodecWorkers, workersFor, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import { usesLanes, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
 import { splitRanges, writeKdumpSplitAsync } from "../formats/kdump/split.ts";
 import {
   type KdumpSource,
@@ -114,30 +114,45 @@ export async function runDump(plan: DumpPlan, opts: RunOptions): Promise<DumpRep
       })
     )));
   const bitmapDir = plan.bitmapDir ?? (outputs.length > 0 ? directoryOf(outputs[0]) : undefined);
-  // --num-threads: start the compression workers first, their start-up overlaps reading and scanning
-  if (plan.threads > 1 && plan.codec !== null) {
-    const workers = CodecWorkers.start(workersFor(plan.threads), { warm: plan.codec });
-    try {
-      return await runLevels(plan, opts, open, bitmapDir, workers);
-    } finally {
-      workers.terminate();
-    }
+  // --num-threads: FFI engines compress in lanes (formats/kdump/codecLanes.ts: library calls on Deno's
+  // thread pool, about 1 MiB per thread). The other engines would need a Web Worker per thread, 10-15 MiB each,
+  // which the 64 MiB budget does not leave (docs/performance.md, "Threads and memory"): one thread, said once.
+  let threads = plan.threads;
+  if (threads > 1 && plan.codec !== null && !usesLanes({ codec: plan.codec })) {
+    opts.notice?.(
+      `warning: --num-threads ${threads}: ${plan.codec.impl} would need a worker per thread (10-15 MiB ` +
+        `each, beyond the 64 MiB memory budget); compressing on one thread (FFI engines run threads)`,
+    );
+    threads = 1;
+  } else if (threads > MAX_LANES && plan.codec !== null) {
+    opts.notice?.(
+      `warning: --num-threads ${threads}: using ${MAX_LANES} compression threads (each one more costs about ` +
+        `0.5 MiB, beyond the 64 MiB memory budget)`,
+    );
+    threads = MAX_LANES;
   }
-  return await runLevels(plan, opts, open, bitmapDir);
+  return await runLevels({ ...plan, threads }, opts, open, bitmapDir);
 }
+
+/**
+ * Most compression lanes a dump uses (`--num-threads`). Measured peak RSS, shipped bundle, real fixture,
+ * `-c -d 31`: 59-60 MiB with one thread, 61-62 with 2 lanes, 62-63 with 4, 63-64 with 8, 66 with 16: each
+ * lane costs about 0.5 MiB (its batch buffers, its codec context, pool threads' stacks), so 4 is what the
+ * 64 MiB budget leaves room for (docs/performance.md, "Threads and memory").
+ */
+export const MAX_LANES = 4;
 
 async function runLevels(
   plan: DumpPlan,
   opts: RunOptions,
   open: (needs: SinkNeeds) => Sink[],
   bitmapDir: string | undefined,
-  workers?: CodecWorkers,
 ): Promise<DumpReport> {
   const levels = plan.levels;
   for (let i = 0;; i++) {
     const last = i === levels.length - 1;
     try {
-      return await runLevel(plan, opts, levels[i], last, open, bitmapDir, workers);
+      return await runLevel(plan, opts, levels[i], last, open, bitmapDir);
     } catch (e) {
       const full = asOutputFull(e);
       if (full === null || last) throw e;
@@ -155,7 +170,6 @@ async function runLevel(
   lastLevel: boolean,
   open: (needs: SinkNeeds) => Sink[],
   bitmapDir: string | undefined,
-  workers: CodecWorkers | undefined,
 ): Promise<DumpReport> {
   const t0 = performance.now();
   const input = plan.input;
@@ -208,7 +222,7 @@ async function runLevel(
     const write = await useSinks(sinks, () => {
       // Inside useSinks: a symbol that cannot be resolved removes the outputs just opened.
       const source = withErasing(plan, f.source, f.model, sinks.length, kept, opts);
-      return writeForm(plan, opts, control, source, f.extraStatus, sinks, workers, elfZero);
+      return writeForm(plan, opts, control, source, f.extraStatus, sinks, elfZero);
     });
     // Pages held by two PT_LOADs (kexec's kernel-image load): counted once here, once per load by
     // makedumpfile, whose -E writer also counts each load's partial last page.
@@ -291,7 +305,6 @@ async function writeForm(
   src: KdumpSource,
   extraStatus: number,
   sinks: Sink[],
-  workers: CodecWorkers | undefined,
   elfZero: number,
 ): Promise<KdumpWriteResult> {
   if (plan.form === "split") {
@@ -319,7 +332,6 @@ async function writeForm(
       ...wopts,
       codec: plan.codec,
       threads: plan.threads,
-      workers,
     });
   }
   return await writeKdumpAsync(src, wopts);

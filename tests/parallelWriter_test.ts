@@ -2,9 +2,9 @@
  * --num-threads (formats/kdump/parallelWriter.ts): the file must be byte-identical to the single-threaded
  * writer's (the oracle: writeKdump, whose format is tested against the spec in kdump_format_test.ts) for every
  * codec and thread count, on a constructed vmcore (zero, incompressible and compressible pages, holes, a
- * partial last page, tiny batches so every pool and ordering path runs) and on the real fixture through the
- * CLI; worker failures become VmsiftError and leave no DUMPFILE; workers never keep the process alive; the
- * single bundled file works with --num-threads.
+ * partial last page, tiny batches so every pool and ordering path runs), in lanes (FFI engines) and in
+ * workers, and on the real fixture through the CLI; worker and lane failures become VmsiftError and leave no
+ * DUMPFILE; workers never keep the process alive; the single bundled file works with --num-threads.
  */
 import assert from "node:assert/strict";
 import { MemBitmap } from "../core/bitmap.ts";
@@ -12,7 +12,8 @@ import { VmsiftError } from "../core/errors.ts";
 import { ElfCore } from "../formats/elfCore.ts";
 import { makeUtsname } from "../formats/kdump/header.ts";
 import { type KdumpSource, type KdumpWriteResult, writeKdump } from "../formats/kdump/writer.ts";
-import { type ParallelWriteOptions, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import { type ParallelWriteOptions, usesLanes, writeKdumpParallel } from "../formats/kdump/parallelWriter.ts";
+import { lanesSupported } from "../formats/kdump/codecLanes.ts";
 import { CODEC_ENGINES } from "../formats/codecs/engines.ts";
 import { CODEC_NAMES, createCodec } from "../formats/codecs/registry.ts";
 import type { PageCodec } from "../formats/codecs/codec.ts";
@@ -179,25 +180,32 @@ Deno.test("parallel writer: byte-identical to writeKdump for every codec, 1-3 th
       assert.ok(r0.rawPages > 0 && r0.compressedPages > 0, `${name}: raw and compressed pages`);
       if (level & 1) assert.ok(r0.zeroPages > 0);
       const want = await sha256File(ref);
-      // [threads, batchPages, inflightPerWorker, mainCompresses]: one-page batches, tiny pools, the main
-      // thread compressing too, all pages in one batch
-      const configs: [number, number, number, boolean][] = [
-        [1, 3, 2, false],
-        [2, 1, 1, false],
-        [2, 3, 2, true],
-        [2, 512, 2, false],
-        [3, 2, 1, false],
+      // [threads, batchPages, inflightPerWorker, mainCompresses, lanes]: one-page batches, tiny pools, the
+      // main thread compressing too, all pages in one batch; FFI engines in lanes (the default) and in workers
+      const configs: [number, number, number, boolean, boolean][] = [
+        [1, 3, 2, false, true],
+        [2, 1, 1, false, true],
+        [2, 3, 2, true, true],
+        [2, 512, 2, false, true],
+        [3, 2, 1, false, true],
+        [2, 3, 2, true, false],
+        [3, 2, 1, false, false],
       ];
-      for (const [threads, batchPages, inflightPerWorker, mainCompresses] of configs) {
+      if (!lanesSupported(codec)) {
+        assert.ok(codec.engine === "node" || codec.engine === "builtin", codec.impl);
+      }
+      for (const [threads, batchPages, inflightPerWorker, mainCompresses, lanes] of configs) {
         const out = `${m.dir}/p.kdump`;
         const r = await writeTo(out, src, codec, threads, {
           cacheSize: 2 * PS,
           batchPages,
           inflightPerWorker,
           mainCompresses,
+          lanes,
         });
-        const what = `${name} (${codec.impl}) -d ${level}, ${threads} threads, batches of ${batchPages}` +
-          (mainCompresses ? ", main compresses" : "");
+        const how = usesLanes({ codec, lanes }) ? "lanes" : "workers";
+        const what = `${name} (${codec.impl}) -d ${level}, ${threads} threads in ${how}, batches of ` +
+          `${batchPages}` + (mainCompresses ? ", main compresses" : "");
         assert.deepEqual(r, r0, what);
         assert.equal(await sha256File(out), want, what);
       }
@@ -281,6 +289,43 @@ Deno.test("parallel writer: worker errors become VmsiftError, the DUMPFILE is re
   );
   assert.ok(!exists(`${m.dir}/odd.kdump`));
   await assert.rejects(() => writeTo(`${m.dir}/zero.kdump`, src, lzo, 0.5), VmsiftError);
+});
+
+Deno.test("parallel writer: lane errors become VmsiftError, the DUMPFILE is removed, no call left running", async () => {
+  using m = mini();
+  const src = miniSource(m.core, 1);
+  const real = createCodec("zlib", PS, { impl: "auto" });
+  assert.ok(lanesSupported(real), `${real.impl}: an FFI engine (libdeflate or libz) runs in lanes`);
+  for (const threads of [1, 2, 3]) {
+    let n = 0, running = 0;
+    // the first lane is this codec itself; the others are new instances of its engine
+    const failing: PageCodec = {
+      name: real.name,
+      flag: real.flag,
+      impl: "test",
+      engine: real.engine,
+      compress: (p) => real.compress(p),
+      decompress: (d, o) => real.decompress(d, o),
+      async compressAsync(p) {
+        if (++n >= 5) throw new Error("disk on fire");
+        running++;
+        try {
+          return await real.compressAsync!(p);
+        } finally {
+          running--;
+        }
+      },
+    };
+    const out = `${m.dir}/lane-fail.kdump`;
+    await assert.rejects(
+      () => writeTo(out, src, failing, threads, { batchPages: 2 }),
+      (e: unknown) =>
+        e instanceof VmsiftError && /compression: disk on fire/.test(e.message) && e.place.file === out,
+      `${threads} threads`,
+    );
+    assert.equal(running, 0, "the writer returns only when no lane has a library call running");
+    assert.ok(!exists(out), "no partial DUMPFILE");
+  }
 });
 
 Deno.test("parallel writer: workers are terminated, the process exits by itself", async () => {
@@ -371,18 +416,21 @@ Deno.test({
 });
 
 Deno.test({
-  name: "parallel writer: real fixture, a failing worker leaves no DUMPFILE (runDump)",
+  name: "parallel writer: real fixture, a failing lane leaves no DUMPFILE (runDump)",
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
     await withTempDir(async (dir) => {
       const out = `${dir}/broken.kdump`;
+      // an FFI engine's codec (so --num-threads runs lanes) whose library call fails
       const odd: PageCodec = {
-        name: "nosuch",
+        name: "zlib",
         flag: 1,
         impl: "test",
+        engine: "libdeflate",
         compress: () => null,
         decompress: () => false,
+        compressAsync: () => Promise.reject(new Error("library call failed")),
       };
       await assert.rejects(
         () =>
@@ -394,7 +442,7 @@ Deno.test({
             bitmapDir: dir,
             bitmapBudget: 8 << 20,
           }),
-        VmsiftError,
+        /compression: library call failed/,
       );
       assert.ok(!exists(out));
     }, "vmsift-parallel-real-");
@@ -403,7 +451,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "parallel writer: the single bundled file runs its own workers (--num-threads 2, empty dir, no cache)",
+    "parallel writer: the single bundled file runs --num-threads 2 (empty dir, no cache); no worker without FFI",
   ignore: !haveReal(),
   async fn() {
     const vmcore = await realVmcore();
@@ -412,7 +460,7 @@ Deno.test({
       bundleVmsift(bundle);
       const empty = `${dir}/cwd`;
       Deno.mkdirSync(empty);
-      const run = async (extra: string[], out: string) => {
+      const run = async (extra: string[], out: string, level = "0") => {
         const r = await new Deno.Command(Deno.execPath(), {
           args: [
             "run",
@@ -422,7 +470,7 @@ Deno.test({
             bundle,
             ...extra,
             "--message-level",
-            "0",
+            level,
             "-c",
             "-d",
             "31",
@@ -436,10 +484,20 @@ Deno.test({
           stderr: "piped",
         }).output();
         assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+        return new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
       };
       await run([], `${dir}/t1.kdump`);
       await run(["--num-threads", "2"], `${dir}/t2.kdump`);
       assert.equal(await sha256File(`${dir}/t2.kdump`), await sha256File(`${dir}/t1.kdump`));
+      // libdeflate above runs in lanes; node:zlib would need workers, which the memory budget does not leave:
+      // one thread, and one line saying so
+      const said = await run(["--codec-engine", "builtin", "--num-threads", "2"], `${dir}/b2.kdump`, "6");
+      const warnings = said.split("\n").filter((l) => /--num-threads/.test(l));
+      assert.equal(warnings.length, 1, said);
+      assert.match(
+        warnings[0],
+        /node:zlib would need a worker per thread.*64 MiB.*compressing on one thread/,
+      );
     }, "vmsift-parallel-bundle-");
   },
 });

@@ -21,6 +21,12 @@ export interface PageCodec {
    * caller stores the page raw). The returned array may be reused by the next call: copy or write it first.
    */
   compress(page: Uint8Array): Uint8Array | null;
+  /**
+   * {@link compress} with the library call run off the JavaScript thread (a Deno FFI `nonblocking` call, on
+   * Deno's blocking thread pool): the same bytes. Only the FFI engines have it (the `--num-threads` lanes,
+   * formats/kdump/codecLanes.ts). One call at a time per instance; `page` must stay untouched until it settles.
+   */
+  compressAsync?(page: Uint8Array): Promise<Uint8Array | null>;
   /** Decompress into `out` (exactly one page); returns false when the data is corrupt or not page-sized. */
   decompress(data: Uint8Array, out: Uint8Array): boolean;
 }

@@ -124,7 +124,7 @@ export function compressBatch(
   const wpp = pageSize >>> 2;
   let off = 0;
   for (let i = 0; i < count; i++) {
-    if (zero && isZero(words, i * wpp, wpp)) {
+    if (zero && isZeroPage(words, i * wpp, wpp)) {
       sizes[i] = ZERO_PAGE;
       continue;
     }
@@ -159,8 +159,8 @@ function warmUp(codec: PageCodec, pages = 256): void {
   }
 }
 
-/** All `n` words from `first` zero (n a multiple of 8). */
-function isZero(w: Int32Array, first: number, n: number): boolean {
+/** All `n` words from `first` zero (n a multiple of 8): a zero page of `n` 4-byte words. */
+export function isZeroPage(w: Int32Array, first: number, n: number): boolean {
   for (let i = first, e = first + n; i < e; i += 8) {
     if ((w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) !== 0) {
       return false;

@@ -45,6 +45,13 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
     result: "usize",
   },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  libdeflate_zlib_compress_nb: {
+    name: "libdeflate_zlib_compress",
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+    result: "usize",
+    nonblocking: true,
+  },
   libdeflate_free_compressor: { parameters: ["pointer"], result: "void" },
   libdeflate_alloc_decompressor: { parameters: [], result: "pointer" },
   libdeflate_zlib_decompress_ex: {
@@ -137,9 +144,28 @@ export class LibdeflateCodec implements PageCodec {
     if (n !== this.#pageSize) this.#setPageSize(n);
     const src = ffiInput(page, this.#in);
     const out = this.#out;
-    const len = Number(this.#lib.libdeflate_zlib_compress(this.#c, src, this.#pageBig, out, this.#outBig));
+    return this.#result(
+      n,
+      this.#lib.libdeflate_zlib_compress(this.#c, src, this.#pageBig, out, this.#outBig),
+    );
+  }
+
+  async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
+    const n = page.length;
+    if (n !== this.#pageSize) this.#setPageSize(n);
+    const src = ffiInput(page, this.#in);
+    const out = this.#out;
+    const lib = this.#lib;
+    return this.#result(
+      n,
+      await lib.libdeflate_zlib_compress_nb(this.#c, src, this.#pageBig, out, this.#outBig),
+    );
+  }
+
+  #result(n: number, r: number | bigint): Uint8Array | null {
+    const len = Number(r);
     // 0: did not fit libdeflate's own bound, which cannot happen; treat it as incompressible
-    return len > 0 && len < n ? out.subarray(0, len) : null;
+    return len > 0 && len < n ? this.#out.subarray(0, len) : null;
   }
 
   decompress(data: Uint8Array, out: Uint8Array): boolean {

@@ -35,6 +35,13 @@ const SYMBOLS = {
   lzo_version: { parameters: [], result: "u32" },
   lzo_version_string: { parameters: [], result: "pointer" },
   lzo1x_1_compress: { parameters: ["buffer", "usize", "buffer", "buffer", "buffer"], result: "i32" },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  lzo1x_1_compress_nb: {
+    name: "lzo1x_1_compress",
+    parameters: ["buffer", "usize", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   lzo1x_decompress_safe: { parameters: ["buffer", "usize", "buffer", "buffer", "pointer"], result: "i32" },
 } as const;
 
@@ -99,7 +106,24 @@ export class NativeLzoCodec implements PageCodec {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     const src = ffiInput(page, this.#in);
-    const rc = this.#lib.lzo1x_1_compress(src, this.#pageBig, this.#out, this.#len.bytes, this.#wrk);
+    return this.#result(
+      n,
+      this.#lib.lzo1x_1_compress(src, this.#pageBig, this.#out, this.#len.bytes, this.#wrk),
+    );
+  }
+
+  async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
+    const n = page.length;
+    if (n !== this.#pageSize) this.#setPageSize(n);
+    const src = ffiInput(page, this.#in);
+    const lib = this.#lib;
+    return this.#result(
+      n,
+      await lib.lzo1x_1_compress_nb(src, this.#pageBig, this.#out, this.#len.bytes, this.#wrk),
+    );
+  }
+
+  #result(n: number, rc: number): Uint8Array | null {
     if (rc !== LZO_E_OK) throw new Error(`lzo1x_1_compress failed (${rc})`);
     const len = Number(this.#len.word[0]);
     return len < n ? this.#out.subarray(0, len) : null;

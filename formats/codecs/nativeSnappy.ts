@@ -23,6 +23,13 @@ export const LIBSNAPPY_NAMES: readonly string[] = ["libsnappy.so.1", "libsnappy.
 
 const SYMBOLS = {
   snappy_compress: { parameters: ["buffer", "usize", "buffer", "buffer"], result: "i32" },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  snappy_compress_nb: {
+    name: "snappy_compress",
+    parameters: ["buffer", "usize", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   snappy_uncompress: { parameters: ["buffer", "usize", "buffer", "buffer"], result: "i32" },
   snappy_uncompressed_length: { parameters: ["buffer", "usize", "buffer"], result: "i32" },
   snappy_max_compressed_length: { parameters: ["usize"], result: "usize" },
@@ -79,7 +86,21 @@ export class NativeSnappyCodec implements PageCodec {
     if (n !== this.#pageSize) this.#setPageSize(n);
     const src = ffiInput(page, this.#in);
     this.#len.word[0] = this.#capBig;
-    const rc = this.#lib.snappy_compress(src, this.#pageBig, this.#out, this.#len.bytes);
+    return this.#result(n, this.#lib.snappy_compress(src, this.#pageBig, this.#out, this.#len.bytes));
+  }
+
+  async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
+    const n = page.length;
+    if (n !== this.#pageSize) this.#setPageSize(n);
+    const src = ffiInput(page, this.#in);
+    this.#len.word[0] = this.#capBig;
+    return this.#result(
+      n,
+      await this.#lib.snappy_compress_nb(src, this.#pageBig, this.#out, this.#len.bytes),
+    );
+  }
+
+  #result(n: number, rc: number): Uint8Array | null {
     if (rc !== SNAPPY_OK) throw new Error(`snappy_compress failed (${rc})`);
     const len = Number(this.#len.word[0]);
     return len < n ? this.#out.subarray(0, len) : null;

@@ -30,10 +30,19 @@ const SYMBOLS = {
   zlibVersion: { parameters: [], result: "pointer" },
   compressBound: { parameters: ["usize"], result: "usize" },
   compress2: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  compress2_nb: {
+    name: "compress2",
+    parameters: ["buffer", "buffer", "buffer", "usize", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   uncompress: { parameters: ["buffer", "buffer", "buffer", "usize"], result: "i32" },
   deflateInit_: { parameters: ["pointer", "i32", "buffer", "i32"], result: "i32" },
   deflateReset: { parameters: ["pointer"], result: "i32" },
   deflate: { parameters: ["pointer", "i32"], result: "i32" },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  deflate_nb: { name: "deflate", parameters: ["pointer", "i32"], result: "i32", nonblocking: true },
   deflateEnd: { parameters: ["pointer"], result: "i32" },
   inflateInit_: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   inflateReset: { parameters: ["pointer"], result: "i32" },
@@ -150,27 +159,56 @@ export class NativeZlibCodec implements PageCodec {
   }
 
   compress(page: Uint8Array): Uint8Array | null {
+    const n = this.#prepare(page);
+    const lib = this.#lib;
+    if (this.#perPage) {
+      return this.#compress2Result(
+        n,
+        lib.compress2(this.#outView, this.#len.bytes, this.#inView, BigInt(n), ZLIB_LEVEL),
+      );
+    }
+    return this.#deflateResult(n, lib.deflate(this.#def, Z_FINISH));
+  }
+
+  async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
+    const n = this.#prepare(page);
+    const lib = this.#lib;
+    if (this.#perPage) {
+      const rc = await lib.compress2_nb(this.#outView, this.#len.bytes, this.#inView, BigInt(n), ZLIB_LEVEL);
+      return this.#compress2Result(n, rc);
+    }
+    return this.#deflateResult(n, await lib.deflate_nb(this.#def, Z_FINISH));
+  }
+
+  /** Copies the page in and sets up compress2's length or the reset deflate stream; returns the page size. */
+  #prepare(page: Uint8Array): number {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     this.#inView.set(page);
     if (this.#perPage) {
       this.#len.word[0] = BigInt(this.#outCap);
-      const rc = this.#lib.compress2(this.#outView, this.#len.bytes, this.#inView, BigInt(n), ZLIB_LEVEL);
-      if (rc !== Z_OK) throw new Error(`compress2 failed: ${rc}`);
-      const len = Number(this.#len.word[0]);
-      return len < n ? this.#outView.subarray(0, len) : null;
+      return n;
     }
     const sv = this.#sv;
-    let rc = this.#lib.deflateReset(this.#def);
+    const rc = this.#lib.deflateReset(this.#def);
     if (rc !== Z_OK) throw new Error(`deflateReset failed: ${rc} ${this.#msg(0)}`);
     sv.setBigUint64(ZS_NEXT_IN, this.#inPtr, true);
     sv.setUint32(ZS_AVAIL_IN, n, true);
     sv.setBigUint64(ZS_NEXT_OUT, this.#outPtr, true);
     sv.setUint32(ZS_AVAIL_OUT, this.#outCap, true);
-    rc = this.#lib.deflate(this.#def, Z_FINISH);
+    return n;
+  }
+
+  #compress2Result(n: number, rc: number): Uint8Array | null {
+    if (rc !== Z_OK) throw new Error(`compress2 failed: ${rc}`);
+    const len = Number(this.#len.word[0]);
+    return len < n ? this.#outView.subarray(0, len) : null;
+  }
+
+  #deflateResult(n: number, rc: number): Uint8Array | null {
     // the output buffer holds compressBound(n) bytes, so one deflate(Z_FINISH) always completes
     if (rc !== Z_STREAM_END) throw new Error(`deflate failed: ${rc} ${this.#msg(0)}`);
-    const len = this.#outCap - sv.getUint32(ZS_AVAIL_OUT, true);
+    const len = this.#outCap - this.#sv.getUint32(ZS_AVAIL_OUT, true);
     return len < n ? this.#outView.subarray(0, len) : null;
   }
 

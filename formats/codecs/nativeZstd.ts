@@ -31,6 +31,13 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"],
     result: "usize",
   },
+  /** The same function, run on Deno's blocking thread pool (--num-threads lanes). */
+  ZSTD_compressCCtx_nb: {
+    name: "ZSTD_compressCCtx",
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "i32"],
+    result: "usize",
+    nonblocking: true,
+  },
   ZSTD_createDCtx: { parameters: [], result: "pointer" },
   ZSTD_freeDCtx: { parameters: ["pointer"], result: "usize" },
   ZSTD_decompressDCtx: { parameters: ["pointer", "buffer", "usize", "buffer", "usize"], result: "usize" },
@@ -114,14 +121,32 @@ export class NativeZstdCodec implements PageCodec {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     this.#in.set(page);
-    const r = this.#lib.ZSTD_compressCCtx(
-      this.#cctx,
-      this.#out,
-      this.#capBig,
-      this.#in,
-      this.#sizeBig,
-      this.#level,
+    const lib = this.#lib;
+    return this.#result(
+      n,
+      lib.ZSTD_compressCCtx(this.#cctx, this.#out, this.#capBig, this.#in, this.#sizeBig, this.#level),
     );
+  }
+
+  async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
+    const n = page.length;
+    if (n !== this.#pageSize) this.#setPageSize(n);
+    this.#in.set(page);
+    const lib = this.#lib;
+    return this.#result(
+      n,
+      await lib.ZSTD_compressCCtx_nb(
+        this.#cctx,
+        this.#out,
+        this.#capBig,
+        this.#in,
+        this.#sizeBig,
+        this.#level,
+      ),
+    );
+  }
+
+  #result(n: number, r: number | bigint): Uint8Array | null {
     // error codes are (size_t)-code, far above the bound
     const len = Number(r);
     if (len > this.#cap) throw new Error(`ZSTD_compressCCtx failed (${r})`);

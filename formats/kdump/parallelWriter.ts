@@ -1,6 +1,8 @@
 /**
- * `--num-threads N`: the kdump-compressed writer with page compression in Web Workers
- * (kdump-reference.md 2.3; makedumpfile's write_kdump_pages_parallel_cyclic does the same with pthreads).
+ * `--num-threads N`: the kdump-compressed writer with page compression off the main thread
+ * (kdump-reference.md 2.3; makedumpfile's write_kdump_pages_parallel_cyclic does the same with pthreads): in
+ * N lanes of FFI library calls on Deno's thread pool for the FFI engines (codecLanes.ts, the default: no V8
+ * isolate per thread, about 1 MiB each), else in Web Workers (below; the CLI does not use them, dump/run.ts).
  *
  * The main thread reads runs of dumpable pages straight into batch buffers and sends each batch (up to
  * `batchPages` consecutive dumpable pages, transferred, never copied) to the least busy worker. Workers detect
@@ -46,6 +48,7 @@ import {
 import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
 import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
 import { writeKdumpHead } from "./headWriter.ts";
+import { CodecLane, lanesSupported } from "./codecLanes.ts";
 
 /** Options of {@link writeKdumpParallel}. */
 export interface ParallelWriteOptions extends KdumpWriteOptions {
@@ -60,7 +63,13 @@ export interface ParallelWriteOptions extends KdumpWriteOptions {
    * start any); the writer takes them over and terminates them.
    */
   workers?: CodecWorkers;
-  /** Pages per batch (default 128: 512 KiB). */
+  /**
+   * Compress in lanes (formats/kdump/codecLanes.ts: `threads` library calls at once on Deno's thread pool, no
+   * worker) when the codec is an FFI engine and neither `workers` nor `workerUrl` is given. Default true;
+   * false: Web Workers for every codec.
+   */
+  lanes?: boolean;
+  /** Pages per batch (default 128: 512 KiB with workers, 32 with lanes). */
   batchPages?: number;
   /** Batches queued per worker (default 2). */
   inflightPerWorker?: number;
@@ -87,6 +96,21 @@ export function workersFor(threads: number): number {
  * one CPU, for 5 MiB less).
  */
 const DEFAULT_BATCH_PAGES = 128;
+
+/**
+ * Default pages per batch with lanes: a batch costs a promise chain, not a message to an isolate, so small
+ * batches cost no measurable CPU; the buffers (2 batches per lane + 1, pages and output) are 128 KiB per
+ * batch (32 pages measured 0.5-2 MiB more peak RSS with 2 lanes on the real fixture, for the same time).
+ */
+const DEFAULT_LANE_BATCH_PAGES = 16;
+
+/** Whether {@link writeKdumpParallel} with `opts` compresses in lanes rather than in Web Workers. */
+export function usesLanes(
+  opts: Pick<ParallelWriteOptions, "codec" | "lanes" | "workers" | "workerUrl">,
+): boolean {
+  return (opts.lanes ?? true) && opts.workers === undefined && opts.workerUrl === undefined &&
+    lanesSupported(opts.codec);
+}
 
 /**
  * Codec workers, startable ahead of the write so that their start-up (each loads this program and compiles
@@ -146,8 +170,10 @@ interface Slot {
   wake: (() => void) | null;
 }
 
+/** A worker or a lane, and the batches it holds. */
 interface WorkerState {
-  worker: Worker;
+  worker: Worker | null;
+  lane: CodecLane | null;
   inflight: number;
 }
 
@@ -164,14 +190,19 @@ export async function writeKdumpParallel(
   if (!Number.isSafeInteger(threads) || threads < 1) {
     throw new VmsiftError(`number of threads must be >= 1, not ${threads}`, { file: opts.sink.label });
   }
-  const mainCompresses = (opts.mainCompresses ?? true) && threads >= 2;
+  const lanes = usesLanes(opts);
+  // lanes: the main thread only reads and writes (a batch compressed here would hold up every lane's next call)
+  const mainCompresses = !lanes && (opts.mainCompresses ?? true) && threads >= 2;
   let pool = opts.workers;
-  const run = new ParallelRun(src, opts, mainCompresses);
+  const run = new ParallelRun(src, opts, mainCompresses, lanes);
   try {
-    // (started here, workers load while the headers and bitmaps are written)
-    pool ??= CodecWorkers.start(mainCompresses ? threads - 1 : threads, { url: opts.workerUrl });
     const ps = src.pageSize;
-    run.start(pool, opts.codec, ps);
+    if (lanes) run.startLanes(CodecLane.create(opts.codec, threads, ps));
+    else {
+      // (started here, workers load while the headers and bitmaps are written)
+      pool ??= CodecWorkers.start(mainCompresses ? threads - 1 : threads, { url: opts.workerUrl });
+      run.start(pool, opts.codec, ps);
+    }
     const L = writeKdumpHead(src, opts.codec.flag, opts);
     const control = opts.control;
     const out = new PagePairWriter(
@@ -195,6 +226,8 @@ export async function writeKdumpParallel(
     return withUnreadable(run.res, run.unreadable, out, opts.sink, status, L.numDumpable, control);
   } finally {
     pool?.terminate();
+    // lanes cannot be terminated: let their queued calls finish (the first lane's codec is the caller's)
+    await run.lanesIdle();
     run.stop();
   }
 }
@@ -225,11 +258,12 @@ class ParallelRun {
   /** For #yield (with mainCompresses). */
   #channel: MessageChannel | null = null;
 
-  constructor(src: KdumpSource, opts: ParallelWriteOptions, mainCompresses: boolean) {
+  constructor(src: KdumpSource, opts: ParallelWriteOptions, mainCompresses: boolean, lanes: boolean) {
     this.#src = src;
     this.#opts = opts;
     this.#mainCompresses = mainCompresses;
-    this.#batchPages = Math.max(1, Math.floor(opts.batchPages ?? DEFAULT_BATCH_PAGES));
+    const batch = opts.batchPages ?? (lanes ? DEFAULT_LANE_BATCH_PAGES : DEFAULT_BATCH_PAGES);
+    this.#batchPages = Math.max(1, Math.floor(batch));
     this.#inflight = Math.max(1, Math.floor(opts.inflightPerWorker ?? 2));
   }
 
@@ -238,7 +272,7 @@ class ParallelRun {
     if (pool.earlyError !== null) this.#fail(`compression worker failed: ${pool.earlyError}`);
     const init: CodecInitMessage = { type: "init", codec: codec.name, impl: workerEngineOf(codec), pageSize };
     for (const worker of pool.workers) {
-      const ws: WorkerState = { worker, inflight: 0 };
+      const ws: WorkerState = { worker, lane: null, inflight: 0 };
       this.#workers.push(ws);
       worker.onmessage = (e: MessageEvent) => this.#onReply(e.data as CodecReply);
       worker.onerror = (e: ErrorEvent) => {
@@ -248,6 +282,29 @@ class ParallelRun {
       worker.onmessageerror = () => this.#fail("compression worker sent an unreadable message");
       worker.postMessage(init);
     }
+  }
+
+  startLanes(lanes: CodecLane[]): void {
+    if (lanes.length === 0) throw new Error("parallel writer: no lanes");
+    for (const lane of lanes) this.#workers.push({ worker: null, lane, inflight: 0 });
+  }
+
+  /** Settles when no lane has a library call running or queued. */
+  async lanesIdle(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.lane?.idle()));
+  }
+
+  /** A lane finished batch `s` (or failed). */
+  #laneDone(s: Slot, err: unknown): void {
+    if (err !== undefined) {
+      this.#fail(`compression: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    s.ready = true;
+    if (s.worker !== null) s.worker.inflight--;
+    const wake = s.wake;
+    s.wake = null;
+    wake?.();
   }
 
   /** After the workers are terminated: nothing more can arrive. */
@@ -399,6 +456,13 @@ class ParallelRun {
         compressBatch(this.#opts.codec, this.#src.pageSize, s.pages, s.count, zero, s.out, s.sizes);
         s.ready = true;
         return true;
+      } else if (w.lane !== null) {
+        s.worker = w;
+        w.inflight++;
+        w.lane.run(this.#src.pageSize, s.pages, s.count, zero, s.out, s.sizes).then(
+          () => this.#laneDone(s, undefined),
+          (e) => this.#laneDone(s, e ?? "failed"),
+        );
       } else {
         s.worker = w;
         w.inflight++;
@@ -407,7 +471,7 @@ class ParallelRun {
         const out = s.out.buffer as ArrayBuffer;
         const sizes = s.sizes.buffer as ArrayBuffer;
         const m: CodecBatchMessage = { type: "batch", seq: s.seq, count: s.count, zero, pages, out, sizes };
-        w.worker.postMessage(m, [pages, out, sizes]);
+        w.worker!.postMessage(m, [pages, out, sizes]);
       }
     }
     return false;
@@ -427,7 +491,7 @@ class ParallelRun {
 
   #emitHead(): Slot {
     const s = this.#pending.shift()!;
-    if (s.worker !== null) this.#bySeq.delete(s.seq);
+    if (s.worker?.worker) this.#bySeq.delete(s.seq);
     const out = this.#out!;
     const ps = this.#src.pageSize;
     const flag = this.#opts.codec.flag;
