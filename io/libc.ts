@@ -40,6 +40,7 @@ const SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   memcmp: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
 } as const;
 
@@ -217,6 +218,17 @@ export function sysMmapReadFixed(
   const e = p === null || Deno.UnsafePointer.value(p) === MAP_FAILED ? errno() : EINVAL;
   L().mmap(addr, BigInt(length), PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0n);
   return -e;
+}
+
+/** madvise(2) advice: no read-around on faults (the pages are read in no particular order). */
+export const MADV_RANDOM = 1;
+/** madvise(2) advice: read these pages into the page cache now (readahead of exactly the range). */
+export const MADV_WILLNEED = 3;
+
+/** madvise(2) of `length` bytes at byte `offset` of the mapping at `addr` (page aligned): 0 or -errno. */
+export function sysMadvise(addr: Deno.PointerObject, offset: number, length: number, advice: number): number {
+  const p = offset === 0 ? addr : Deno.UnsafePointer.offset(addr, offset);
+  return L().madvise(p, BigInt(length), advice) === 0 ? 0 : -errno();
 }
 
 /** munmap(2). */

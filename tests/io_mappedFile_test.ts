@@ -96,3 +96,56 @@ Deno.test("mappedFile: viewPhys gives readPhys's bytes without a copy, or null w
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+/** The filesystem type of `dir` (`stat -f`), or "" when it cannot be told. */
+function fsType(dir: string): string {
+  try {
+    const r = new Deno.Command("stat", { args: ["-f", "-c", "%T", dir], stdout: "piped", stderr: "null" })
+      .outputSync();
+    return r.success ? new TextDecoder().decode(r.stdout).trim() : "";
+  } catch {
+    return "";
+  }
+}
+
+function hasFincore(): boolean {
+  try {
+    return new Deno.Command("fincore", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+const scratchFs = fsType(Deno.env.get("VMSIFT_TEST_TMP") ?? "/var/tmp");
+
+Deno.test({
+  name: "mappedFile: reads only the pages asked for, no read-around (holes of a sparse file; fincore)",
+  // tmpfs has no readahead: there the test could not tell the difference
+  ignore: !hasFincore() || scratchFs === "" || scratchFs === "tmpfs" || scratchFs === "ramfs",
+  fn() {
+    const dir = tempDir();
+    try {
+      const path = `${dir}/sparse.bin`;
+      const size = 16 << 20;
+      Deno.writeFileSync(path, new Uint8Array(0));
+      Deno.truncateSync(path, size); // all one hole: every page read becomes a page-cache page
+      const m = MappedFile.open(path, size, 1 << 20);
+      assert.ok(m, "mmap works on this filesystem");
+      const v = m.view(8 << 20, 4096);
+      assert.ok(v !== null && v.length === 4096 && v[0] === 0 && v[4095] === 0);
+      const out = new Uint8Array(4096);
+      m.readExact((12 << 20) + 4096, out);
+      assert.equal(out.reduce((a, b) => a | b, 0), 0);
+      m.close();
+      const r = new Deno.Command("fincore", { args: ["--bytes", "--noheadings", "--output", "RES", path] })
+        .outputSync();
+      assert.ok(r.success, new TextDecoder().decode(r.stderr));
+      const resident = Number(new TextDecoder().decode(r.stdout).trim());
+      // 2 pages read; a fault reading around (32 pages each) would leave ~256 KiB
+      assert.ok(resident <= 4 * 4096, `${resident} bytes of the file in the page cache`);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});

@@ -32,6 +32,7 @@ import {
   freeWhenCollected,
   loadCodecLibrary,
   type NativeLibraryOptions,
+  PrefixViews,
   requireLibrary,
 } from "./ffiLib.ts";
 
@@ -110,6 +111,7 @@ export class LibdeflateCodec implements PageCodec {
   #maxIn = 0;
   #in = new Uint8Array(new ArrayBuffer(0));
   #out = new Uint8Array(new ArrayBuffer(0));
+  #outPrefix = new PrefixViews(this.#out);
   #page = new Uint8Array(new ArrayBuffer(0));
 
   constructor(pageSize = 4096, opts: LibdeflateOptions = {}) {
@@ -136,6 +138,7 @@ export class LibdeflateCodec implements PageCodec {
     this.#outBig = BigInt(bound);
     this.#in = new Uint8Array(new ArrayBuffer(Math.max(n, this.#maxIn)));
     this.#out = new Uint8Array(new ArrayBuffer(bound));
+    this.#outPrefix = new PrefixViews(this.#out);
     this.#page = new Uint8Array(new ArrayBuffer(n));
   }
 
@@ -165,7 +168,7 @@ export class LibdeflateCodec implements PageCodec {
   #result(n: number, r: number | bigint): Uint8Array | null {
     const len = Number(r);
     // 0: did not fit libdeflate's own bound, which cannot happen; treat it as incompressible
-    return len > 0 && len < n ? this.#out.subarray(0, len) : null;
+    return len > 0 && len < n ? this.#outPrefix.get(len) : null;
   }
 
   decompress(data: Uint8Array, out: Uint8Array): boolean {

@@ -19,6 +19,7 @@ import {
   ffiInput,
   loadCodecLibrary,
   type NativeLibraryOptions,
+  PrefixViews,
   requireLibrary,
   SizeCell,
 } from "./ffiLib.ts";
@@ -86,6 +87,7 @@ export class NativeLzoCodec implements PageCodec {
   #pageBig = 0n;
   #in = new Uint8Array(new ArrayBuffer(0));
   #out = new Uint8Array(new ArrayBuffer(0));
+  #outPrefix = new PrefixViews(this.#out);
 
   constructor(pageSize = 4096, opts: NativeLzoOptions = {}) {
     const { lib, version } = requireLibrary("liblzo2", loadLiblzo2(opts.libraryNames));
@@ -100,6 +102,7 @@ export class NativeLzoCodec implements PageCodec {
     const bound = lzoCompressBound(n);
     this.#in = new Uint8Array(new ArrayBuffer(bound));
     this.#out = new Uint8Array(new ArrayBuffer(bound));
+    this.#outPrefix = new PrefixViews(this.#out);
   }
 
   compress(page: Uint8Array): Uint8Array | null {
@@ -126,7 +129,7 @@ export class NativeLzoCodec implements PageCodec {
   #result(n: number, rc: number): Uint8Array | null {
     if (rc !== LZO_E_OK) throw new Error(`lzo1x_1_compress failed (${rc})`);
     const len = Number(this.#len.word[0]);
-    return len < n ? this.#out.subarray(0, len) : null;
+    return len < n ? this.#outPrefix.get(len) : null;
   }
 
   decompress(data: Uint8Array, out: Uint8Array): boolean {

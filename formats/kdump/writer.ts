@@ -23,6 +23,7 @@ import type { Sink } from "../../io/sink.ts";
 import { ZeroPageTest } from "../../io/libc.ts";
 import { markKdumpIncomplete, writeKdumpHead } from "./headWriter.ts";
 import { finishIncomplete, PagePairWriter } from "./pagePairWriter.ts";
+import { PageViews } from "./pageViews.ts";
 import { bitmapRuns, readPageLenient, readRun } from "./pageRuns.ts";
 
 /** What the writer needs to know about the input. */
@@ -127,6 +128,7 @@ function* writePages(
   const cacheSize = opts.cacheSize ?? ps << 4;
   const out = new PagePairWriter(sink, L, ps, cacheSize, excludeZero, control?.sizeLimit);
   const zeroTest = excludeZero ? ZeroPageTest.open(ps) : null;
+  const views = new PageViews(ps);
 
   const runPages = Math.max(1, Math.floor(RUN_BYTES / ps));
   const runBuf = new Uint8Array(runPages * ps);
@@ -148,11 +150,11 @@ function* writePages(
       const view = src.mem.viewPhys?.(start * ps, n * ps) ?? null;
       if (view !== null && view.byteOffset % 4 === 0) {
         const w = new Uint32Array(view.buffer, view.byteOffset, view.length >>> 2);
-        storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec, zeroTest);
+        storeRunPages(out, res, view, w, n, ps, bad, 0, excludeZero, codec, zeroTest, views);
       } else {
         const buf = runBuf.subarray(0, n * ps);
         const nbad = readRunChecked(src.mem, start, ps, buf, bad, unreadable, readRun, readPageLenient);
-        storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec, zeroTest);
+        storeRunPages(out, res, buf, words, n, ps, bad, nbad, excludeZero, codec, zeroTest, views);
       }
       res.dumpablePages += n;
       opts.onProgress?.(res.dumpablePages, total, out.dataEnd);
@@ -215,7 +217,8 @@ export function finishPages(
  * Store the `n` pages of one run (read into `buf`, viewed as `words`) through `out`: unreadable pages get
  * no data (their descriptors stay unwritten), zero pages the shared zero descriptor when `excludeZero`,
  * the rest compressed when that is strictly smaller than a page, else raw. Counts go into `res`.
- * `zeroTest`: libc's memcmp for the zero test (same answers as the JavaScript loop, faster).
+ * `zeroTest`: libc's memcmp for the zero test (same answers as the JavaScript loop, faster). `views`: page
+ * views reused from run to run (no allocation per page).
  */
 export function storeRunPages(
   out: PagePairWriter,
@@ -229,6 +232,7 @@ export function storeRunPages(
   excludeZero: boolean,
   codec: PageCodec | null,
   zeroTest: ZeroPageTest | null = null,
+  views: PageViews | null = null,
 ): void {
   const wordsPerPage = ps >>> 2;
   const native = zeroTest !== null && buf.buffer instanceof ArrayBuffer && !buf.buffer.resizable
@@ -239,18 +243,18 @@ export function storeRunPages(
       out.addMissing();
       continue;
     }
+    const page = views !== null ? views.page(buf, k) : buf.subarray(k * ps, (k + 1) * ps);
     // The first 64 bytes in JavaScript (most non-zero pages end there), the rest with memcmp when it loads.
     if (
       excludeZero && isZeroPage(words, k * wordsPerPage, 16) &&
       (native !== null
-        ? native.isZero(buf.subarray(k * ps, (k + 1) * ps) as Uint8Array<ArrayBuffer>)
+        ? native.isZero(page as Uint8Array<ArrayBuffer>)
         : isZeroPage(words, k * wordsPerPage, wordsPerPage))
     ) {
       out.addZero();
       res.zeroPages++;
       continue;
     }
-    const page = buf.subarray(k * ps, (k + 1) * ps);
     const c = codec !== null ? codec.compress(page) : null;
     if (c !== null && c.length < ps) {
       out.addData(c, codec!.flag);
