@@ -5,10 +5,10 @@
  * Compression is `libdeflate_zlib_compress` at level 1, and again at level 2 for the pages level 1 leaves
  * between 1/2 and 3/4 of a page (the smaller result is kept), with compressors allocated once per codec
  * instance. Level 1 alone was about 2x faster per page than makedumpfile's compress2(Z_BEST_SPEED) but wrote
- * up to 2.5 % more (the real fixture), all of it from those pages, where libdeflate's fastest match finder
- * does worse than zlib's level 1; level 2 on them makes every real dump measured 0.6-1.5 % smaller than
- * makedumpfile's for ~25 % more CPU per page than level 1 alone (issue 16's size target: docs/symbols.md
- * "Output size"; level 2 on every page costs ~50 % more). The output is a valid zlib (RFC 1950) stream that
+ * up to 2.5 % more (the real fixture), nearly all of it from those pages, where libdeflate's fastest match
+ * finder does worse than zlib's level 1; level 2 on them makes every real dump measured 0.6-1.5 % smaller than
+ * makedumpfile's for 20-50 % more CPU per page than level 1 alone (issue 16's size target: docs/symbols.md
+ * "Output size"; level 2 on every page costs 45-70 % more). The output is a valid zlib (RFC 1950) stream that
  * crash's uncompress() decodes, but libdeflate parses and encodes differently from zlib, so it is NOT
  * byte-identical to makedumpfile's file (`--codec-engine libz` gives those bytes). libdeflate's output depends
  * on its version (1.14 in Debian 12), not on the CPU, and the choice depends only on the page, so every
@@ -69,8 +69,9 @@ export const LIBDEFLATE_RETRY_LEVEL = 2;
 
 /**
  * Level 1 results in [page * RECOMPRESS_FROM, page * RECOMPRESS_TO) are compressed again at level 2. On the
- * real dumps measured, level 1 wrote less than zlib's level 1 for pages it compressed below half a page or
- * above 3/4 of one, and 5-12 % more for the pages in between (docs/symbols.md "Output size").
+ * real dumps measured, level 1 wrote less than zlib's level 1 for pages it compressed below half a page, about
+ * as much above 3/4 of one (few pages), and 4-12 % more for the pages in between (docs/symbols.md "Output
+ * size").
  */
 export const RECOMPRESS_FROM = 1 / 2;
 /** The end of the recompressed band (exclusive), as a fraction of the page. */
