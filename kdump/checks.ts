@@ -1,8 +1,9 @@
 /**
  * The host-side checks of one kdump boot: every tool run completed, -F outputs turn back into kdump files with
  * -R, page counts and bitmaps equal makedumpfile's (with vmsift's kernel-image guard off; with it on, the
- * difference is exactly the guard's pages), `vmsift verify` against the saved /proc/vmcore, and crash's
- * `sys`, `kmem -i` and `log` agree between both tools' dumps.
+ * difference is exactly the guard's pages), `-c` outputs at most 1 % larger than makedumpfile's, `vmsift
+ * verify` against the saved /proc/vmcore, and crash's `sys`, `kmem -i` and `log` agree between both tools'
+ * dumps.
  */
 import {
   type Case,
@@ -281,6 +282,16 @@ export async function checkBoot(ctx: BootContext): Promise<BootResult> {
         `${image.map((l) => `${hex(l.first)}-${hex(l.end)}`).join(",")}), guard kept ` +
         `${guardKept ?? "not counted (no saved vmcore)"}`,
     );
+    if (c.args.includes("-c")) {
+      // issue 16's size target: the default -c output at most 1 % larger than makedumpfile's (its zlib level 1
+      // against vmsift's default engine, libdeflate, and the guard on; docs/symbols.md "Output size")
+      const ms = fileSize(mf) ?? 0, vs = fileSize(vf) ?? 0;
+      add(
+        `${c.name}: -c output at most 1 % larger than makedumpfile's`,
+        ms > 0 && vs > 0 && vs <= ms * 1.01,
+        `vmsift ${vs} bytes, makedumpfile ${ms} (${ms > 0 ? ((vs / ms - 1) * 100).toFixed(2) : "?"} %)`,
+      );
+    }
     if (guardOff) {
       const e = bitmapDiff(mf, m, guardOff.file, guardOff.info);
       add(

@@ -2,12 +2,17 @@
  * zlib page codec (descriptor flag 0x1) over the system libdeflate (libdeflate.so.0, Debian libdeflate0)
  * through Deno FFI (needs --allow-ffi): the fastest zlib engine, and registry.ts's first choice for -c.
  *
- * Compression is `libdeflate_zlib_compress` at level 1 with one compressor allocated per codec instance:
- * about 2.5x faster per page than libz's deflate with a reused stream and 5x faster than makedumpfile's
- * compress2(). The output is a valid zlib (RFC 1950) stream that crash's uncompress() decodes, but libdeflate
- * parses and encodes differently from zlib, so it is NOT byte-identical to makedumpfile's file
- * (`--codec-engine libz` gives those bytes). libdeflate's output depends on its version (1.14 in Debian 12),
- * not on the CPU, so every worker of one run writes the same bytes for a page.
+ * Compression is `libdeflate_zlib_compress` at level 1, and again at level 2 for the pages level 1 leaves
+ * between 1/2 and 3/4 of a page (the smaller result is kept), with compressors allocated once per codec
+ * instance. Level 1 alone was about 2x faster per page than makedumpfile's compress2(Z_BEST_SPEED) but wrote
+ * up to 2.5 % more (the real fixture), nearly all of it from those pages, where libdeflate's fastest match
+ * finder does worse than zlib's level 1; level 2 on them makes every real dump measured 0.6-1.5 % smaller than
+ * makedumpfile's for 20-50 % more CPU per page than level 1 alone (issue 16's size target: docs/symbols.md
+ * "Output size"; level 2 on every page costs 45-70 % more). The output is a valid zlib (RFC 1950) stream that
+ * crash's uncompress() decodes, but libdeflate parses and encodes differently from zlib, so it is NOT
+ * byte-identical to makedumpfile's file (`--codec-engine libz` gives those bytes). libdeflate's output depends
+ * on its version (1.14 in Debian 12), not on the CPU, and the choice depends only on the page, so every
+ * worker of one run writes the same bytes for a page.
  *
  * The output buffer holds libdeflate's bound for a page (libdeflate returns 0 when the result comes within 8
  * bytes of the buffer's end), so compressed data is kept exactly when strictly smaller than the page, the
@@ -64,8 +69,21 @@ const SYMBOLS = {
 
 type DeflateLib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-/** makedumpfile's zlib level (Z_BEST_SPEED); libdeflate's level 1 is its fastest. */
-const LIBDEFLATE_LEVEL = 1;
+/** libdeflate's fastest level, used for every page (makedumpfile uses zlib's Z_BEST_SPEED, 1). */
+export const LIBDEFLATE_LEVEL = 1;
+
+/** The level a page is compressed at again when level 1 leaves it in RECOMPRESS_FROM..RECOMPRESS_TO. */
+export const LIBDEFLATE_RETRY_LEVEL = 2;
+
+/**
+ * Level 1 results in [page * RECOMPRESS_FROM, page * RECOMPRESS_TO) are compressed again at level 2. On the
+ * real dumps measured, level 1 wrote less than zlib's level 1 for pages it compressed below half a page, about
+ * as much above 3/4 of one (few pages), and 4-12 % more for the pages in between (docs/symbols.md "Output
+ * size").
+ */
+export const RECOMPRESS_FROM = 1 / 2;
+/** The end of the recompressed band (exclusive), as a fraction of the page. */
+export const RECOMPRESS_TO = 3 / 4;
 
 /** LIBDEFLATE_SUCCESS of enum libdeflate_result. */
 const LIBDEFLATE_SUCCESS = 0;
@@ -81,9 +99,15 @@ export function loadLibdeflate(names: readonly string[] = LIBDEFLATE_NAMES): Cod
 }
 
 /** Frees the compressor and decompressor (built outside the class: it holds no reference to the codec). */
-function freeContexts(lib: DeflateLib, c: Deno.PointerObject, d: Deno.PointerObject): () => void {
+function freeContexts(
+  lib: DeflateLib,
+  c: Deno.PointerObject,
+  c2: Deno.PointerObject,
+  d: Deno.PointerObject,
+): () => void {
   return () => {
     lib.libdeflate_free_compressor(c);
+    lib.libdeflate_free_compressor(c2);
     lib.libdeflate_free_decompressor(d);
   };
 }
@@ -103,6 +127,8 @@ export class LibdeflateCodec implements PageCodec {
   readonly impl = "libdeflate (FFI)";
   readonly #lib: DeflateLib;
   readonly #c: Deno.PointerObject;
+  /** The level-2 compressor for the pages of the recompressed band. */
+  readonly #c2: Deno.PointerObject;
   readonly #d: Deno.PointerObject;
   #pageSize = 0;
   #pageBig = 0n;
@@ -112,7 +138,12 @@ export class LibdeflateCodec implements PageCodec {
   #in = new Uint8Array(new ArrayBuffer(0));
   #out = new Uint8Array(new ArrayBuffer(0));
   #outPrefix = new PrefixViews(this.#out);
+  #out2 = new Uint8Array(new ArrayBuffer(0));
+  #out2Prefix = new PrefixViews(this.#out2);
   #page = new Uint8Array(new ArrayBuffer(0));
+  /** Level 1 results in [#retryFrom, #retryTo) bytes are compressed again at level 2. */
+  #retryFrom = 0;
+  #retryTo = 0;
 
   constructor(pageSize = 4096, opts: LibdeflateOptions = {}) {
     const lib = requireLibrary("libdeflate", loadLibdeflate(opts.libraryNames)).lib;
@@ -124,9 +155,16 @@ export class LibdeflateCodec implements PageCodec {
       (c) => lib.libdeflate_free_compressor(c),
       (d) => lib.libdeflate_free_decompressor(d),
     );
+    const c2 = lib.libdeflate_alloc_compressor(LIBDEFLATE_RETRY_LEVEL);
+    if (c2 === null) {
+      lib.libdeflate_free_compressor(c);
+      lib.libdeflate_free_decompressor(d);
+      throw new Error("libdeflate_alloc_compressor failed");
+    }
     this.#c = c;
+    this.#c2 = c2;
     this.#d = d;
-    freeWhenCollected(this, freeContexts(lib, c, d));
+    freeWhenCollected(this, freeContexts(lib, c, c2, d));
     this.#setPageSize(pageSize);
   }
 
@@ -139,6 +177,10 @@ export class LibdeflateCodec implements PageCodec {
     this.#in = new Uint8Array(new ArrayBuffer(Math.max(n, this.#maxIn)));
     this.#out = new Uint8Array(new ArrayBuffer(bound));
     this.#outPrefix = new PrefixViews(this.#out);
+    this.#out2 = new Uint8Array(new ArrayBuffer(bound));
+    this.#out2Prefix = new PrefixViews(this.#out2);
+    this.#retryFrom = Math.floor(n * RECOMPRESS_FROM);
+    this.#retryTo = Math.floor(n * RECOMPRESS_TO);
     this.#page = new Uint8Array(new ArrayBuffer(n));
   }
 
@@ -146,27 +188,38 @@ export class LibdeflateCodec implements PageCodec {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     const src = ffiInput(page, this.#in);
-    const out = this.#out;
-    return this.#result(
-      n,
-      this.#lib.libdeflate_zlib_compress(this.#c, src, this.#pageBig, out, this.#outBig),
+    const lib = this.#lib;
+    const len = Number(lib.libdeflate_zlib_compress(this.#c, src, this.#pageBig, this.#out, this.#outBig));
+    if (len < this.#retryFrom || len >= this.#retryTo) return this.#result(n, len);
+    return this.#retried(
+      len,
+      lib.libdeflate_zlib_compress(this.#c2, src, this.#pageBig, this.#out2, this.#outBig),
     );
   }
 
+  /** compress() with the library calls on Deno's thread pool (a lane): the same bytes. */
   async compressAsync(page: Uint8Array): Promise<Uint8Array | null> {
     const n = page.length;
     if (n !== this.#pageSize) this.#setPageSize(n);
     const src = ffiInput(page, this.#in);
-    const out = this.#out;
     const lib = this.#lib;
-    return this.#result(
-      n,
-      await lib.libdeflate_zlib_compress_nb(this.#c, src, this.#pageBig, out, this.#outBig),
+    const len = Number(
+      await lib.libdeflate_zlib_compress_nb(this.#c, src, this.#pageBig, this.#out, this.#outBig),
+    );
+    if (len < this.#retryFrom || len >= this.#retryTo) return this.#result(n, len);
+    return this.#retried(
+      len,
+      await lib.libdeflate_zlib_compress_nb(this.#c2, src, this.#pageBig, this.#out2, this.#outBig),
     );
   }
 
-  #result(n: number, r: number | bigint): Uint8Array | null {
-    const len = Number(r);
+  /** The level 2 result when it is smaller than level 1's `len`, else level 1's. */
+  #retried(len: number, r2: number | bigint): Uint8Array {
+    const len2 = Number(r2);
+    return len2 > 0 && len2 < len ? this.#out2Prefix.get(len2) : this.#outPrefix.get(len);
+  }
+
+  #result(n: number, len: number): Uint8Array | null {
     // 0: did not fit libdeflate's own bound, which cannot happen; treat it as incompressible
     return len > 0 && len < n ? this.#outPrefix.get(len) : null;
   }
