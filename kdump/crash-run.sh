@@ -54,6 +54,12 @@ while read -r name flat args; do
   done
 done </kdump/cases.txt
 kill $SAMPLER; cp /tmp/memsamples.txt "$R/"
+# does Deno use the shipped code cache here (the launcher's DENO_DIR)? Deno's debug log says so per module
+if [ -d /usr/lib/vmsift/deno-dir ]; then
+  DENO_DIR=/usr/lib/vmsift/deno-dir DENO_NO_UPDATE_CHECK=1 /usr/lib/vmsift/deno run --log-level=debug --no-prompt \
+    --no-config --no-remote --no-npm --v8-flags=--max-semi-space-size=1 --allow-read --allow-write --allow-ffi \
+    /usr/lib/vmsift/vmsift.js -h 2>&1 >/dev/null | grep -i 'code cache' >"$R/codecache.txt"
+fi
 if [ "$SAVE" = 1 ]; then
   echo "KDUMP-SAVE start uptime=$(up)"
   dd if=/proc/vmcore of="$OUTDIR/vmcore" bs=1M 2>"$R/save.err"; echo "$?" >"$R/save.rc"
