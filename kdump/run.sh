@@ -77,7 +77,8 @@ VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 # So auto boots the kernel under KVM for at most 20 s, with the CPU model the real boot uses, and takes KVM
 # only if the kernel prints its banner ("Linux version") on the serial console.
 KVM_CPU=host,la57=off
-kvm_probe() { # -> 0 when KVM boots $VMLINUZ to its banner; what happened is the last line of $OUT/accel-probe.txt
+kvm_probe() { # -> 0 when KVM boots $VMLINUZ to its banner; why not: the last line of $OUT/accel-probe.txt
+  # (call with 2>/dev/null: bash reports an aborted QEMU on stderr)
   local log=$OUT/accel-probe.serial pid i=0 rc
   if ! { [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; }; then
     echo "kvm: /dev/kvm missing or not openable read-write" >"$OUT/accel-probe.txt"; return 1
@@ -95,8 +96,8 @@ kvm_probe() { # -> 0 when KVM boots $VMLINUZ to its banner; what happened is the
   return 1
 }
 case $ACCEL in
-  auto) if kvm_probe; then ACCEL=kvm; else ACCEL=tcg; fi; ts "accel auto -> $ACCEL: $(tail -1 "$OUT/accel-probe.txt")" ;;
-  kvm) kvm_probe || die "ACCEL=kvm but KVM cannot boot the kernel: $(tail -1 "$OUT/accel-probe.txt")" ;;
+  auto) if kvm_probe 2>/dev/null; then ACCEL=kvm; else ACCEL=tcg; fi; ts "accel auto -> $ACCEL: $(tail -1 "$OUT/accel-probe.txt")" ;;
+  kvm) kvm_probe 2>/dev/null || die "ACCEL=kvm but KVM cannot boot the kernel: $(tail -1 "$OUT/accel-probe.txt")" ;;
   tcg) ;;
   *) die "ACCEL must be auto, kvm or tcg" ;;
 esac

@@ -3,13 +3,15 @@
  * `vmsift_<version>_amd64.deb` with dpkg-deb (default into dist/).
  *
  * Layout: /usr/sbin/vmsift (the launcher, packaging/vmsift), /usr/lib/vmsift/vmsift.js (`deno bundle` of
- * main.ts), /usr/lib/vmsift/deno (the runtime running this script), /usr/sbin/vmsift-as-makedumpfile (the
+ * main.ts), /usr/lib/vmsift/deno (the runtime running this script), /usr/lib/vmsift/deno-dir (the bundle's
+ * pre-built V8 code cache, packaging/codeCache.ts), /usr/sbin/vmsift-as-makedumpfile (the
  * kdump-tools diversion helper), the vmsift.8 man page, bash completion, the dracut module
  * /usr/lib/dracut/modules.d/99vmsift, and /usr/share/doc/vmsift/{copyright,changelog.gz,install.md}.
  * Depends: the runtime's libraries (libc6, libgcc-s1) and the codec libraries vmsift loads through FFI.
  */
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { buildCodeCache, CODE_CACHE_DIR } from "./codeCache.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -73,6 +75,12 @@ export function buildDeb(opts: BuildDebOptions = {}): string {
     Deno.chmodSync(`${stage}/usr/lib`, 0o755);
     Deno.chmodSync(`${stage}/usr`, 0o755);
     put(stage, "/usr/lib/vmsift/deno", Deno.readFileSync(Deno.realPathSync(Deno.execPath())), 0o755);
+    buildCodeCache({
+      bundle: `${stage}/usr/lib/vmsift/vmsift.js`,
+      installedBundle: "/usr/lib/vmsift/vmsift.js",
+      outDir: `${stage}/usr/lib/vmsift/${CODE_CACHE_DIR}`,
+    });
+    Deno.chmodSync(`${stage}/usr/lib/vmsift/${CODE_CACHE_DIR}`, 0o755);
     put(stage, "/usr/sbin/vmsift", Deno.readFileSync(launcher), 0o755);
     put(stage, "/usr/sbin/vmsift-as-makedumpfile", file("packaging/vmsift-as-makedumpfile"), 0o755);
     put(stage, "/usr/share/man/man8/vmsift.8.gz", gzipSync(file("packaging/vmsift.8"), { level: 9 }));
@@ -89,6 +97,7 @@ export function buildDeb(opts: BuildDebOptions = {}): string {
     const installedKiB = Math.ceil(duBytes(stage) / 1024);
     put(stage, "/DEBIAN/control", control(version, installedKiB));
     put(stage, "/DEBIAN/prerm", PRERM, 0o755);
+    put(stage, "/DEBIAN/postrm", POSTRM, 0o755);
     const deb = `${outDir}/vmsift_${version}_amd64.deb`;
     run("dpkg-deb", ["--root-owner-group", `-Z${opts.compress ?? "xz"}`, "--build", stage, deb]);
     return deb;
@@ -136,6 +145,16 @@ if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
   if [ -L /usr/bin/makedumpfile ] && [ "$(readlink /usr/bin/makedumpfile)" = /usr/sbin/vmsift ]; then
     /usr/sbin/vmsift-as-makedumpfile disable
   fi
+fi
+exit 0
+`;
+
+/** After removal: what Deno added to the code cache directory when root ran vmsift (npm/, node_compat_bin/). */
+const POSTRM = `#!/bin/sh
+set -e
+if [ "$1" = remove ] || [ "$1" = purge ]; then
+  rm -rf /usr/lib/vmsift/${CODE_CACHE_DIR}
+  rmdir /usr/lib/vmsift 2>/dev/null || true
 fi
 exit 0
 `;

@@ -66,7 +66,8 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
       dump,
     );
     const denoDir = `${tmp}/deno-dir`;
-    WARM_RUNS.forEach((args, i) => {
+    const from = new URL(`file://${bundle}`).href;
+    const warm = (args: string[], out: string) => {
       const flat = args.includes("-F");
       const r = new Deno.Command(deno, {
         args: [
@@ -82,7 +83,7 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
           bundle,
           ...args,
           dump,
-          ...(flat ? [] : [`${tmp}/out${i}.kdump`]),
+          ...(flat ? [] : [out]),
         ],
         clearEnv: true,
         env: { DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", PATH: "/usr/bin:/bin" },
@@ -95,8 +96,21 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
           `codeCache: vmsift ${args.join(" ")} failed (${r.code}): ${new TextDecoder().decode(r.stderr)}`,
         );
       }
-    });
-    const from = new URL(`file://${bundle}`).href;
+      if (!flat) Deno.removeSync(out);
+    };
+    const hasBundle = () => {
+      const db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`);
+      try {
+        return db.prepare("SELECT 1 AS x FROM codecache WHERE specifier = ?").get(from) !== undefined;
+      } finally {
+        db.close();
+      }
+    };
+    // Deno writes a module's code cache from a background task that races the process's exit (vmsift ends
+    // with Deno.exit): a run can end before it is written. Runs are repeated until it is there.
+    let runs = 0;
+    for (const args of WARM_RUNS) warm(args, `${tmp}/out${runs++}.kdump`);
+    while (!hasBundle() && runs < 12) warm(WARM_RUNS[0], `${tmp}/out${runs++}.kdump`);
     const to = new URL(`file://${installed}`).href;
     Deno.mkdirSync(o.outDir, { recursive: true, mode: 0o755 });
     let codeEntries = 0, bundleCodeBytes = 0, bytes = 0;
@@ -109,9 +123,13 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
           const row = db.prepare("SELECT length(data) AS n FROM codecache WHERE specifier = ?").get(to) as
             | { n: number }
             | undefined;
-          if (!row) throw new Error(`codeCache: Deno wrote no code cache for ${from} (a Deno change?)`);
+          if (!row) throw new Error(`codeCache: Deno wrote no code cache for ${from} in ${runs} runs`);
           bundleCodeBytes = Number(row.n);
         }
+        // Deno opens each database with `PRAGMA optimize`, which re-analyzes a table whose row count moved
+        // away from its statistics: a write, refused read-only, and Deno then drops the whole database for an
+        // in-memory one. Statistics made now keep that pragma a no-op.
+        db.exec("ANALYZE");
         // everything into the main file; the journal stays WAL (Deno sets it, and a read-only WAL database
         // opens when its -wal and -shm files exist)
         db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
