@@ -186,6 +186,14 @@ async function report(
     }, crash initramfs ${env.CRASH_INITRD_BYTES} bytes, ` +
     `launcher ${env.LAUNCHER?.replace(repo + "/", "")}`;
   console.log(table(title, result));
+  // crash-run.sh's start-up rounds: `vmsift -h` through the launcher and with no usable Deno cache
+  try {
+    const rows = Deno.readTextFileSync(`${dir}/res/startup.txt`).trim().split("\n").map((l) => l.split(" "));
+    for (const how of ["launcher", "nocache"]) {
+      const t = rows.filter((r) => r[0] === how).map((r) => r[2]);
+      console.log(`start-up, vmsift -h in the crash kernel (${how}): ${t.join(" ")} s`);
+    }
+  } catch { /* boots before crash-run.sh measured it */ }
   for (const c of result.checks) console.log(`${c.result} ${c.name}${c.detail ? ` — ${c.detail}` : ""}`);
   return { result, env };
 }
