@@ -97,7 +97,6 @@ export function buildDeb(opts: BuildDebOptions = {}): string {
     const installedKiB = Math.ceil(duBytes(stage) / 1024);
     put(stage, "/DEBIAN/control", control(version, installedKiB));
     put(stage, "/DEBIAN/prerm", PRERM, 0o755);
-    put(stage, "/DEBIAN/postrm", POSTRM, 0o755);
     const deb = `${outDir}/vmsift_${version}_amd64.deb`;
     run("dpkg-deb", ["--root-owner-group", `-Z${opts.compress ?? "xz"}`, "--build", stage, deb]);
     return deb;
@@ -138,7 +137,11 @@ Description: kdump dump filter and compressor (makedumpfile work-alike)
 `;
 }
 
-/** Before removal: undo the kdump-tools diversion, so nothing of vmsift stays behind. */
+/**
+ * Before removal: undo the kdump-tools diversion, and remove the code cache directory with what Deno added to
+ * it when root ran vmsift on a writable /usr (npm/, node_compat_bin/), so nothing of vmsift stays behind.
+ * (No postrm: a package with one stays known to dpkg after `dpkg -r`.)
+ */
 const PRERM = `#!/bin/sh
 set -e
 if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
@@ -146,15 +149,8 @@ if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
     /usr/sbin/vmsift-as-makedumpfile disable
   fi
 fi
-exit 0
-`;
-
-/** After removal: what Deno added to the code cache directory when root ran vmsift (npm/, node_compat_bin/). */
-const POSTRM = `#!/bin/sh
-set -e
-if [ "$1" = remove ] || [ "$1" = purge ]; then
+if [ "$1" = remove ]; then
   rm -rf /usr/lib/vmsift/${CODE_CACHE_DIR}
-  rmdir /usr/lib/vmsift 2>/dev/null || true
 fi
 exit 0
 `;
