@@ -6,15 +6,13 @@
  * `-wal` and `-shm` files present); where the directory is writable, Deno may add entries.
  *
  * Deno keys each entry by the module's URL (`file:///usr/lib/vmsift/vmsift.js`) and a hash of its source, and
- * V8 checks its version and flags: the cache is built by running the bundle with the launcher's V8 flags
- * (scripts/runtimeFlags.ts) on a small synthetic dump, then the bundle's URL is rewritten to the installed
- * path. A stale or mismatched cache is not an error: Deno then compiles as without one.
+ * V8 checks its version and flags: the cache is built by loading the bundle with the launcher's V8 flags
+ * (scripts/runtimeFlags.ts), then the bundle's URL is rewritten to the installed path. A stale or mismatched
+ * cache is not an error: Deno then compiles as without one.
  *
  *     deno run -A packaging/codeCache.ts --bundle dist/vmsift.js --out DIR [--installed /usr/lib/vmsift/vmsift.js]
  */
 import { DatabaseSync } from "node:sqlite";
-import { generate } from "../fixtures/synthetic/generate.ts";
-import { MiB, normalizeParams } from "../fixtures/synthetic/params.ts";
 import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 
 /** The cache directory's name beside the installed bundle (`<libdir>/deno-dir`). */
@@ -26,9 +24,6 @@ export const CACHE_DBS: Readonly<Record<string, string>> = {
   dep_analysis_cache_v2: "moduleinfocache",
   node_analysis_cache_v2: "cjsanalysiscache",
 };
-
-/** The command lines run to fill the cache: kdumpctl's, then kdump-tools' (`-F`, to stdout). */
-const WARM_RUNS: readonly string[][] = [["-l", "--message-level", "7", "-d", "31"], ["-F", "-c", "-d", "31"]];
 
 /** Options of buildCodeCache. */
 export interface CodeCacheOptions {
@@ -44,7 +39,7 @@ export interface CodeCacheOptions {
 
 /** What buildCodeCache wrote. */
 export interface CodeCacheResult {
-  /** Entries in V8's code cache (the bundle and Deno's node: modules it loaded). */
+  /** Entries in V8's code cache (the bundle, node:timers and the Deno-internal modules behind it). */
   codeEntries: number;
   /** Bytes of the bundle's own compiled code. */
   bundleCodeBytes: number;
@@ -60,15 +55,10 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
   if (!installed.startsWith("/")) throw new Error(`codeCache: --installed ${installed} is not absolute`);
   const tmp = Deno.makeTempDirSync({ prefix: "vmsift-code-cache-" });
   try {
-    const dump = `${tmp}/small.vmcore`;
-    generate(
-      normalizeParams({ memBytes: 64 * MiB, seed: 1, content: "text", scheme: "4.18", levels: 4 }),
-      dump,
-    );
     const denoDir = `${tmp}/deno-dir`;
     const from = new URL(`file://${bundle}`).href;
-    const warm = (args: string[], out: string) => {
-      const flat = args.includes("-F");
+    const to = new URL(`file://${installed}`).href;
+    const denoRun = (script: string, args: string[]) => {
       const r = new Deno.Command(deno, {
         args: [
           "run",
@@ -80,10 +70,8 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
           "--allow-read",
           "--allow-write",
           "--allow-ffi",
-          bundle,
+          script,
           ...args,
-          dump,
-          ...(flat ? [] : [out]),
         ],
         clearEnv: true,
         env: { DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", PATH: "/usr/bin:/bin" },
@@ -93,37 +81,33 @@ export function buildCodeCache(o: CodeCacheOptions): CodeCacheResult {
       }).outputSync();
       if (r.code !== 0) {
         throw new Error(
-          `codeCache: vmsift ${args.join(" ")} failed (${r.code}): ${new TextDecoder().decode(r.stderr)}`,
+          `codeCache: ${script} ${args.join(" ")} failed (${r.code}): ${new TextDecoder().decode(r.stderr)}`,
         );
       }
-      if (!flat) Deno.removeSync(out);
     };
-    const hasBundle = () => {
-      const db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`);
-      try {
-        return db.prepare("SELECT 1 AS x FROM codecache WHERE specifier = ?").get(from) !== undefined;
-      } finally {
-        db.close();
-      }
-    };
-    // Deno writes a module's code cache from a background task that races the process's exit (vmsift ends
-    // with Deno.exit): a run can end before it is written. Runs are repeated until it is there.
-    let runs = 0;
-    for (const args of WARM_RUNS) warm(args, `${tmp}/out${runs++}.kdump`);
-    while (!hasBundle() && runs < 12) warm(WARM_RUNS[0], `${tmp}/out${runs++}.kdump`);
-    const to = new URL(`file://${installed}`).href;
+    // Deno writes a module's code cache when its evaluation completes, which a run of vmsift never reaches
+    // before its Deno.exit (the write then races the exit and is lost under load). So a wrapper imports the
+    // bundle (import.meta.main false: main() does not run) and its evaluation completes; one timer loads
+    // node:timers and the Deno-internal modules behind it, as every dump does (its progress and signal yields).
+    const wrapper = `${tmp}/warm.js`;
+    Deno.writeTextFileSync(
+      wrapper,
+      `await import(${JSON.stringify(from)});\nawait new Promise((r) => setTimeout(r, 1));\n`,
+    );
+    denoRun(wrapper, []);
     Deno.mkdirSync(o.outDir, { recursive: true, mode: 0o755 });
     let codeEntries = 0, bundleCodeBytes = 0, bytes = 0;
     for (const [name, table] of Object.entries(CACHE_DBS)) {
       const db = new DatabaseSync(`${denoDir}/${name}`);
       try {
         db.prepare(`UPDATE ${table} SET specifier = ? WHERE specifier = ?`).run(to, from);
+        db.prepare(`DELETE FROM ${table} WHERE specifier = ?`).run(new URL(`file://${wrapper}`).href);
         if (name === "v8_code_cache_v2") {
           codeEntries = Number((db.prepare("SELECT count(*) AS n FROM codecache").get() as { n: number }).n);
           const row = db.prepare("SELECT length(data) AS n FROM codecache WHERE specifier = ?").get(to) as
             | { n: number }
             | undefined;
-          if (!row) throw new Error(`codeCache: Deno wrote no code cache for ${from} in ${runs} runs`);
+          if (!row) throw new Error(`codeCache: Deno wrote no code cache for ${from}`);
           bundleCodeBytes = Number(row.n);
         }
         // Deno opens each database with `PRAGMA optimize`, which re-analyzes a table whose row count moved
