@@ -148,6 +148,15 @@ export async function checkBoot(ctx: BootContext): Promise<BootResult> {
       probe.includes("Usage") ? "" : probe,
     );
   }
+  // crash-run.sh asks Deno (--log-level=debug) whether it used the shipped code cache (packaging/codeCache.ts)
+  const codeCache = readText(`${ctx.dir}/res/codecache.txt`);
+  if (codeCache !== undefined) {
+    add(
+      "Deno uses the shipped code cache /usr/lib/vmsift/deno-dir in the crash kernel",
+      /V8 code cache hit for ES module: file:\/\/\/usr\/lib\/vmsift\/vmsift\.js/.test(codeCache),
+      codeCache.trim().split("\n")[0] ?? "no debug line",
+    );
+  }
   const samples = readMemSamples(ctx.dir);
   const runs: ToolRun[] = [];
   for (const c of ctx.cases) {

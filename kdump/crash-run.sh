@@ -54,6 +54,28 @@ while read -r name flat args; do
   done
 done </kdump/cases.txt
 kill $SAMPLER; cp /tmp/memsamples.txt "$R/"
+# vmsift's fixed start-up cost here: `vmsift -h` through the launcher (shipped code cache when installed) and
+# the same `deno run` with no usable cache (a DENO_DIR that cannot be created), caches dropped before each,
+# three rounds: "NAME ROUND SECONDS" lines in res/startup.txt
+F="--no-prompt --no-config --no-remote --no-npm --v8-flags=--max-semi-space-size=1 --allow-read --allow-write --allow-ffi"
+for i in 1 2 3; do
+  for how in launcher nocache; do
+    sync; echo 3 >/proc/sys/vm/drop_caches; t0=$(up)
+    # shellcheck disable=SC2086
+    case $how in
+      launcher) vmsift -h >/dev/null 2>&1 ;;
+      nocache) DENO_DIR=/proc/vmsift-no-cache DENO_NO_UPDATE_CHECK=1 /usr/lib/vmsift/deno run $F \
+        /usr/lib/vmsift/vmsift.js -h >/dev/null 2>&1 ;;
+    esac
+    echo "$how $i $(awk -v a="$t0" -v b="$(up)" 'BEGIN{print b-a}')" >>"$R/startup.txt"
+  done
+done
+# does Deno use the shipped code cache here (the launcher's DENO_DIR)? Deno's debug log says so per module
+if [ -d /usr/lib/vmsift/deno-dir ]; then
+  # shellcheck disable=SC2086
+  DENO_DIR=/usr/lib/vmsift/deno-dir DENO_NO_UPDATE_CHECK=1 /usr/lib/vmsift/deno run --log-level=debug $F \
+    /usr/lib/vmsift/vmsift.js -h 2>&1 >/dev/null | grep -i 'code cache' >"$R/codecache.txt"
+fi
 if [ "$SAVE" = 1 ]; then
   echo "KDUMP-SAVE start uptime=$(up)"
   dd if=/proc/vmcore of="$OUTDIR/vmcore" bs=1M 2>"$R/save.err"; echo "$?" >"$R/save.rc"

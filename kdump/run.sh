@@ -1,5 +1,5 @@
 #!/bin/bash
-# One kdump boot, end to end, in QEMU (TCG): boot a Debian kernel with crashkernel=, fill memory, load the
+# One kdump boot, end to end, in QEMU (KVM when /dev/kvm is usable, else TCG): boot a Debian kernel with crashkernel=, fill memory, load the
 # crash kernel with kexec (-c kexec_load or -s kexec_file_load), crash with sysrq-c; the crash kernel (nr_cpus=1)
 # runs makedumpfile and vmsift on the real /proc/vmcore for each command line of the case list, onto an ext4
 # virtio disk, recording wall time, peak RSS and MemAvailable. The results are read out of the disk image with
@@ -13,11 +13,15 @@
 #     debian     as kdump-tools: a small initramfs mounts the root file system from a virtio disk (ext4);
 #                the binaries stay on disk; the dumps go to the same file system
 #   MEM=2G CRASHKERNEL=512M FILL_MB=32 SMP=2 KEXEC_MODE=c|s SAVE_VMCORE=0|1 TIMEOUT=3600
+#   ACCEL=auto|kvm|tcg  QEMU's accelerator: auto = kvm when the kernel boots under KVM (a 20 s probe, see
+#                   below), else tcg; kvm forced where the probe fails is an error, not a silent fallback
 #   CASES=file      the command lines, one per line: NAME FLAT ARGS... (FLAT=1: stdout to NAME.flat)
 #   TOOLS="mdf vmsift"  which dumpers run, in this order, for each case
 #   KVER=6.1.0-56-amd64 (falls back to the newest installable linux-image-*-amd64 when it is gone)
 #   ZSTD_LEVEL=10   zstd level of the initramfs layout's payload (-19: 8 % smaller, minutes slower)
 #   VMSIFT_LAUNCHER=path  the launcher installed as /usr/sbin/vmsift (default: packaging/vmsift of this checkout)
+#   CODE_CACHE=1|0  install the pre-built Deno code cache /usr/lib/vmsift/deno-dir (packaging/codeCache.ts), as
+#                   the package does; 0 measures the launcher without it
 #   WORK=/var/tmp/kdump-work  builds (cached) and runs; TAG=name of the run directory
 # Results: $WORK/runs/$TAG/{serial.log,res/,*.dump,*.flat,vmcore,boot.env}
 set -uo pipefail
@@ -30,8 +34,8 @@ if [ -z "${KDUMP_RUN_HERE:-}" ]; then
   bash "$copy" "$@"; rc=$?; rm -f "$copy"; exit $rc
 fi
 LAYOUT=${LAYOUT:-initramfs}; MEM=${MEM:-2G}; CRASHKERNEL=${CRASHKERNEL:-512M}; FILL_MB=${FILL_MB:-32}
-SMP=${SMP:-2}; KEXEC_MODE=${KEXEC_MODE:-c}; SAVE_VMCORE=${SAVE_VMCORE:-0}; TIMEOUT=${TIMEOUT:-3600}
-KVER=${KVER:-6.1.0-56-amd64}; ZSTD_LEVEL=${ZSTD_LEVEL:-10}; TOOLS=${TOOLS:-"mdf vmsift"}
+CODE_CACHE=${CODE_CACHE:-1}; SMP=${SMP:-2}; KEXEC_MODE=${KEXEC_MODE:-c}; SAVE_VMCORE=${SAVE_VMCORE:-0}; TIMEOUT=${TIMEOUT:-3600}
+ACCEL=${ACCEL:-auto}; KVER=${KVER:-6.1.0-56-amd64}; ZSTD_LEVEL=${ZSTD_LEVEL:-10}; TOOLS=${TOOLS:-"mdf vmsift"}
 HERE=$KDUMP_RUN_HERE; REPO=$(cd "$HERE/.." && pwd)
 CASES=${CASES:-$HERE/cases.txt}
 WORK=${WORK:-/var/tmp/kdump-work}; B=$WORK/build; mkdir -p "$B" "$WORK/debs"
@@ -66,6 +70,38 @@ if ! KROOT=$(kernel_root "$KVER"); then
 fi
 VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 (cd "$REPO" && deno task bundle >/dev/null 2>&1) || die "deno task bundle failed"
+
+# ---- the accelerator. KVM runs the guest at the host's speed, so the crash kernel's timings are a machine's,
+# not an emulator's; TCG where KVM cannot run this kernel. /dev/kvm opening is not enough: some hosts
+# (nested PVM-style KVM in a micro-VM) accept the ioctls but never get a stock kernel past its decompressor.
+# So auto boots the kernel under KVM for at most 20 s, with the CPU model the real boot uses, and takes KVM
+# only if the kernel prints its banner ("Linux version") on the serial console.
+KVM_CPU=host,la57=off
+kvm_probe() { # -> 0 when KVM boots $VMLINUZ to its banner; why not: the last line of $OUT/accel-probe.txt
+  # (call with 2>/dev/null: bash reports an aborted QEMU on stderr)
+  local log=$OUT/accel-probe.serial pid i=0 rc
+  if ! { [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; }; then
+    echo "kvm: /dev/kvm missing or not openable read-write" >"$OUT/accel-probe.txt"; return 1
+  fi
+  : >"$log"
+  timeout 20 qemu-system-x86_64 -accel kvm -cpu "$KVM_CPU" -m 256M -smp 1 -display none -no-reboot \
+    -kernel "$VMLINUZ" -append "console=ttyS0 earlyprintk=serial panic=-1" -serial file:"$log" -monitor none \
+    >"$OUT/accel-probe.txt" 2>&1 &
+  pid=$!
+  while [ $i -lt 40 ] && kill -0 $pid 2>/dev/null && ! grep -q "Linux version" "$log"; do sleep 0.5; i=$((i + 1)); done
+  kill $pid 2>/dev/null; wait $pid; rc=$?
+  if grep -q "Linux version" "$log"; then echo "kvm: kernel banner after $((i / 2)) s" >>"$OUT/accel-probe.txt"; return 0; fi
+  echo "kvm: no kernel banner ($([ $rc = 124 ] && echo 'none within 20 s' || echo "QEMU exited rc=$rc"):" \
+    "$(head -c 200 "$OUT/accel-probe.txt" | tr '\n' ' '))" >>"$OUT/accel-probe.txt"
+  return 1
+}
+case $ACCEL in
+  auto) if kvm_probe 2>/dev/null; then ACCEL=kvm; else ACCEL=tcg; fi; ts "accel auto -> $ACCEL: $(tail -1 "$OUT/accel-probe.txt")" ;;
+  kvm) kvm_probe 2>/dev/null || die "ACCEL=kvm but KVM cannot boot the kernel: $(tail -1 "$OUT/accel-probe.txt")" ;;
+  tcg) ;;
+  *) die "ACCEL must be auto, kvm or tcg" ;;
+esac
+case $ACCEL in kvm) CPU=$KVM_CPU ;; *) CPU=max,la57=off ;; esac
 
 # copy a binary's shared libraries (ldd closure) into root $1
 addlibs() {
@@ -110,6 +146,10 @@ fi
 R=$OUT/crash-root; rm -rf "$R"; cp -a "$BASE" "$R"; rm -f "$R/.done"
 cp "$VMSIFT_LAUNCHER" "$R/usr/sbin/vmsift"; chmod 755 "$R/usr/sbin/vmsift"
 cp "$REPO/dist/vmsift.js" "$R/usr/lib/vmsift/vmsift.js"
+if [ "$CODE_CACHE" = 1 ]; then
+  (cd "$REPO" && "$DENO" run -A packaging/codeCache.ts --bundle dist/vmsift.js --installed /usr/lib/vmsift/vmsift.js \
+    --out "$R/usr/lib/vmsift/deno-dir" --deno "$DENO") >"$OUT/code-cache.txt" 2>&1 || die "codeCache.ts failed: $(tail -3 "$OUT/code-cache.txt")"
+fi
 mkdir -p "$R/kdump"; cp "$HERE/crash-run.sh" "$R/kdump/run.sh"; chmod +x "$R/kdump/run.sh"
 grep -v '^ *#' "$CASES" | grep -v '^ *$' >"$R/kdump/cases.txt"; cp "$R/kdump/cases.txt" "$OUT/cases.txt"
 printf 'TOOLS="%s"\nSAVE=%s\nLAYOUT=%s\n' "$TOOLS" "$SAVE_VMCORE" "$LAYOUT" >"$R/kdump/config.sh"
@@ -135,7 +175,8 @@ case $LAYOUT in
     PAY=$B/payload-$(basename "$BASE")-zstd$ZSTD_LEVEL.img
     if [ ! -s "$PAY" ]; then newc "$BASE" | zstd -q -"$ZSTD_LEVEL" -T2 -c >"$PAY.tmp" && mv "$PAY.tmp" "$PAY"; fi
     rm -rf "$S1"; mkdir -p "$S1"; addmods "$S1" virtio_pci virtio_blk ext4
-    (cd "$R" && tar cf - usr/sbin/vmsift usr/lib/vmsift/vmsift.js kdump etc/passwd etc/group) | (cd "$S1" && tar xf -)
+    (cd "$R" && tar cf - usr/sbin/vmsift usr/lib/vmsift/vmsift.js $(ls -d usr/lib/vmsift/deno-dir 2>/dev/null) kdump \
+      etc/passwd etc/group) | (cd "$S1" && tar xf -)
     cp "$HERE/crash-init.sh" "$S1/init"; chmod +x "$S1/init"
     cat "$PAY" <(newc "$S1" | gzip -6 -c) >"$CI"
     ;;
@@ -190,11 +231,11 @@ APPEND="$APPEND kdump_layout=$LAYOUT"
   echo "LAYOUT=$LAYOUT"; echo "MEM=$MEM"; echo "CRASHKERNEL=$CRASHKERNEL"; echo "KEXEC_MODE=$KEXEC_MODE"
   echo "KVER=$KVER"; echo "KNOTE=\"$KNOTE\""; echo "SAVE_VMCORE=$SAVE_VMCORE"; echo "SMP=$SMP"
   echo "CRASH_INITRD_BYTES=$CI_SIZE"; echo "CRASH_ROOT_BYTES=$ROOT_BYTES"; echo "STAGE1_BYTES=$S1_BYTES"
-  echo "LAUNCHER=$VMSIFT_LAUNCHER"
+  echo "LAUNCHER=$VMSIFT_LAUNCHER"; echo "ACCEL=$ACCEL"; echo "CODE_CACHE=$CODE_CACHE"
 } >"$OUT/boot.env"
-ts "boot: $LAYOUT MEM=$MEM crashkernel=$CRASHKERNEL kexec -$KEXEC_MODE kernel $KVER"
+ts "boot: $LAYOUT MEM=$MEM crashkernel=$CRASHKERNEL kexec -$KEXEC_MODE kernel $KVER accel $ACCEL"
 tq=$SECONDS
-timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max,la57=off -m "$MEM" -smp "$SMP" \
+timeout "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$CPU" -m "$MEM" -smp "$SMP" \
   -display none -no-reboot -kernel "$VMLINUZ" -initrd "$FI" -append "$APPEND" \
   -drive if=none,id=scr,file="$SCR",format=raw -device virtio-blk-pci,drive=scr,serial=scratch \
   -drive if=none,id=out,file="$DISK",format=raw -device virtio-blk-pci,drive=out,serial=kdumpout \

@@ -11,10 +11,13 @@
  *     deno task kdump-test --layout fedora --bisect 96M:256M   # smallest crashkernel= per tool (16 MiB steps)
  *     deno task kdump-test --check-only /var/tmp/kdump-work/runs/TAG   # the checks again on a finished boot
  *
- * Options: --mode c|s|both, --layout initramfs|fedora|debian, --mem, --crashkernel, --save|--no-save (copy
+ * Options: --accel auto|kvm|tcg (QEMU's accelerator; auto: KVM when the kernel boots under KVM, else TCG),
+ * --mode c|s|both, --layout initramfs|fedora|debian, --mem, --crashkernel, --save|--no-save (copy
  * /proc/vmcore for `vmsift verify` and the guard-off counts; default on for the initramfs layout),
- * --no-crash (skip the crash comparison), --cases FILE, --only NAME,... (cases to run; default all for the initramfs layout, kdumpctl's line for the
- * fedora layout, kdump-tools' for the debian layout), --work DIR (default /var/tmp/kdump-work), --zstd-level N.
+ * --no-crash (skip the crash comparison), --no-code-cache (the crash root without the pre-built Deno code
+ * cache of packaging/codeCache.ts), --cases FILE, --only NAME,... (cases to run; default all for the
+ * initramfs layout, kdumpctl's line for the fedora layout, kdump-tools' for the debian layout), --work DIR
+ * (default /var/tmp/kdump-work), --zstd-level N.
  */
 import { type BootResult, type Check, checkBoot } from "./checks.ts";
 import { type Case, readBootEnv, readCases, run } from "./results.ts";
@@ -36,6 +39,10 @@ interface Options {
   bisect?: [number, number];
   checkOnly?: string;
   crash: boolean;
+  /** QEMU's accelerator: auto (KVM when the kernel boots under KVM, else TCG), kvm or tcg. */
+  accel: string;
+  /** Install the pre-built Deno code cache beside the bundle, as the package does (packaging/codeCache.ts). */
+  codeCache: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -43,7 +50,7 @@ function parseArgs(argv: string[]): Options {
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === "--save" || a === "--no-save" || a === "--no-crash") flags.add(a);
+    if (a === "--save" || a === "--no-save" || a === "--no-crash" || a === "--no-code-cache") flags.add(a);
     else if (a.startsWith("--") && i + 1 < argv.length) v.set(a.slice(2), argv[++i]);
     else throw new Error(`kdump-test: unknown argument ${a}`);
   }
@@ -51,6 +58,8 @@ function parseArgs(argv: string[]): Options {
   if (!["initramfs", "fedora", "debian"].includes(layout)) {
     throw new Error(`kdump-test: bad --layout ${layout}`);
   }
+  const accel = v.get("accel") ?? "auto";
+  if (!["auto", "kvm", "tcg"].includes(accel)) throw new Error(`kdump-test: bad --accel ${accel}`);
   const mode = v.get("mode") ?? (layout === "initramfs" ? "both" : "c");
   const defaults: Record<string, [string, string]> = {
     // 2G, not 1G: the first kernel's physical KASLR places its ~45 MiB image anywhere, and in a 1 GiB guest
@@ -82,13 +91,17 @@ function parseArgs(argv: string[]): Options {
     bisect,
     checkOnly: v.get("check-only"),
     crash: !flags.has("--no-crash"),
+    accel,
+    codeCache: !flags.has("--no-code-cache"),
   };
 }
 
 /** One boot through kdump/run.sh; returns its run directory. */
 function boot(o: Options, mode: string, crashkernel: string, casesFile: string, save: boolean): string {
-  const tag = `${o.layout}-${mode}-mem${o.mem}-ck${crashkernel}`;
-  console.log(`== boot ${tag} (kdump/run.sh; several minutes under TCG)`);
+  const tag = `${o.layout}-${mode}-mem${o.mem}-ck${crashkernel}${o.codeCache ? "" : "-nocc"}`;
+  console.log(
+    `== boot ${tag} (kdump/run.sh, accel ${o.accel}; minutes under KVM, tens of minutes under TCG)`,
+  );
   const t0 = Date.now();
   const cmd = new Deno.Command("bash", {
     args: [
@@ -102,6 +115,8 @@ function boot(o: Options, mode: string, crashkernel: string, casesFile: string, 
       `WORK=${o.work}`,
       `ZSTD_LEVEL=${o.zstdLevel}`,
       `TAG=${tag}`,
+      `ACCEL=${o.accel}`,
+      `CODE_CACHE=${o.codeCache ? 1 : 0}`,
     ],
     stdout: "inherit",
     stderr: "inherit",
@@ -163,11 +178,22 @@ async function report(
   });
   const title =
     `-- ${env.LAYOUT} layout, kexec -${env.KEXEC_MODE}, MEM=${env.MEM} crashkernel=${env.CRASHKERNEL}, ` +
+    `accel ${env.ACCEL ?? "tcg"} (crash kernel nr_cpus=1), code cache ${
+      env.CODE_CACHE === "0" ? "no" : "yes"
+    }, ` +
     `kernel ${env.KVER}${
       env.KNOTE ? ` (${env.KNOTE})` : ""
     }, crash initramfs ${env.CRASH_INITRD_BYTES} bytes, ` +
     `launcher ${env.LAUNCHER?.replace(repo + "/", "")}`;
   console.log(table(title, result));
+  // crash-run.sh's start-up rounds: `vmsift -h` through the launcher and with no usable Deno cache
+  try {
+    const rows = Deno.readTextFileSync(`${dir}/res/startup.txt`).trim().split("\n").map((l) => l.split(" "));
+    for (const how of ["launcher", "nocache"]) {
+      const t = rows.filter((r) => r[0] === how).map((r) => r[2]);
+      console.log(`start-up, vmsift -h in the crash kernel (${how}): ${t.join(" ")} s`);
+    }
+  } catch { /* boots before crash-run.sh measured it */ }
   for (const c of result.checks) console.log(`${c.result} ${c.name}${c.detail ? ` — ${c.detail}` : ""}`);
   return { result, env };
 }

@@ -3,13 +3,15 @@
  * `vmsift_<version>_amd64.deb` with dpkg-deb (default into dist/).
  *
  * Layout: /usr/sbin/vmsift (the launcher, packaging/vmsift), /usr/lib/vmsift/vmsift.js (`deno bundle` of
- * main.ts), /usr/lib/vmsift/deno (the runtime running this script), /usr/sbin/vmsift-as-makedumpfile (the
+ * main.ts), /usr/lib/vmsift/deno (the runtime running this script), /usr/lib/vmsift/deno-dir (the bundle's
+ * pre-built V8 code cache, packaging/codeCache.ts), /usr/sbin/vmsift-as-makedumpfile (the
  * kdump-tools diversion helper), the vmsift.8 man page, bash completion, the dracut module
  * /usr/lib/dracut/modules.d/99vmsift, and /usr/share/doc/vmsift/{copyright,changelog.gz,install.md}.
  * Depends: the runtime's libraries (libc6, libgcc-s1) and the codec libraries vmsift loads through FFI.
  */
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
+import { buildCodeCache, CODE_CACHE_DIR } from "./codeCache.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -73,6 +75,12 @@ export function buildDeb(opts: BuildDebOptions = {}): string {
     Deno.chmodSync(`${stage}/usr/lib`, 0o755);
     Deno.chmodSync(`${stage}/usr`, 0o755);
     put(stage, "/usr/lib/vmsift/deno", Deno.readFileSync(Deno.realPathSync(Deno.execPath())), 0o755);
+    buildCodeCache({
+      bundle: `${stage}/usr/lib/vmsift/vmsift.js`,
+      installedBundle: "/usr/lib/vmsift/vmsift.js",
+      outDir: `${stage}/usr/lib/vmsift/${CODE_CACHE_DIR}`,
+    });
+    Deno.chmodSync(`${stage}/usr/lib/vmsift/${CODE_CACHE_DIR}`, 0o755);
     put(stage, "/usr/sbin/vmsift", Deno.readFileSync(launcher), 0o755);
     put(stage, "/usr/sbin/vmsift-as-makedumpfile", file("packaging/vmsift-as-makedumpfile"), 0o755);
     put(stage, "/usr/share/man/man8/vmsift.8.gz", gzipSync(file("packaging/vmsift.8"), { level: 9 }));
@@ -129,13 +137,20 @@ Description: kdump dump filter and compressor (makedumpfile work-alike)
 `;
 }
 
-/** Before removal: undo the kdump-tools diversion, so nothing of vmsift stays behind. */
+/**
+ * Before removal: undo the kdump-tools diversion, and remove the code cache directory with what Deno added to
+ * it when root ran vmsift on a writable /usr (npm/, node_compat_bin/), so nothing of vmsift stays behind.
+ * (No postrm: a package with one stays known to dpkg after `dpkg -r`.)
+ */
 const PRERM = `#!/bin/sh
 set -e
 if [ "$1" = remove ] || [ "$1" = deconfigure ]; then
   if [ -L /usr/bin/makedumpfile ] && [ "$(readlink /usr/bin/makedumpfile)" = /usr/sbin/vmsift ]; then
     /usr/sbin/vmsift-as-makedumpfile disable
   fi
+fi
+if [ "$1" = remove ]; then
+  rm -rf /usr/lib/vmsift/${CODE_CACHE_DIR}
 fi
 exit 0
 `;

@@ -2,13 +2,15 @@
  * The shipped launcher, packaging/vmsift (contract: ../shared notes, docs/launcher.md): in the installed
  * layout (/usr/sbin/vmsift, /usr/lib/vmsift/{vmsift.js,deno}) under `env -i` from `/`, reading its input
  * through a /proc path (Deno 2.9 refuses those to its own file API without --allow-all; vmsift reads them
- * through libc), with the runtime and bundle overrides, the in-repo fallback, and a read-only root.
+ * through libc), with the runtime and bundle overrides, the in-repo fallback, a read-only root, and the
+ * shipped code cache (libdir/deno-dir, packaging/codeCache.ts) read from a read-only root.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 import { writeSample } from "../fixtures/sample.ts";
 import { bundleVmsift, tempDir } from "./support/run.ts";
+import { buildCodeCache, CODE_CACHE_DIR } from "../packaging/codeCache.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const LAUNCHER = `${ROOT}packaging/vmsift`;
@@ -169,6 +171,67 @@ Deno.test({
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /all correct/);
       unlock(t.root);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "launcher: the shipped code cache is DENO_DIR; Deno uses it from a read-only root; the dump verifies",
+  ignore: !canUnshareMount,
+  fn() {
+    const dir = tempDir("vmsift-launcher-");
+    try {
+      const t = installTree(dir);
+      unlock(t.root);
+      const cache = `${t.root}/usr/lib/vmsift/${CODE_CACHE_DIR}`;
+      const built = buildCodeCache({
+        bundle: t.bundle,
+        installedBundle: Deno.realPathSync(t.bundle),
+        outDir: cache,
+      });
+      assert.ok(built.bundleCodeBytes > 0 && built.codeEntries >= 1, JSON.stringify(built));
+      // Which DENO_DIR the launcher gives the runtime: a stand-in runtime prints it.
+      const fake = `${dir}/fake-deno`;
+      Deno.writeTextFileSync(fake, '#!/bin/sh\necho "DENO_DIR=$DENO_DIR"\n');
+      Deno.chmodSync(fake, 0o755);
+      const shipped = `${t.root}/usr/sbin/../lib/vmsift/${CODE_CACHE_DIR}`;
+      const mine = { VMSIFT_DENO: fake, HOME: "/root", DENO_DIR: "/elsewhere" };
+      assert.equal(sh(`exec '${t.launcher}' -h`, mine).stdout, `DENO_DIR=${shipped}\n`, "shipped cache wins");
+      assert.equal(sh(`exec '${t.launcher}' -h`, { VMSIFT_DENO: fake }).stdout, `DENO_DIR=${shipped}\n`);
+      // another bundle (VMSIFT_BUNDLE): the cache is not its own, the caller's DENO_DIR stays
+      assert.equal(
+        sh(`exec '${t.launcher}' -h`, { ...mine, VMSIFT_BUNDLE: `${dir}/other.js` }).stdout,
+        "DENO_DIR=/elsewhere\n",
+      );
+      const files = () =>
+        [...Deno.readDirSync(cache)].map((e) => `${e.name}:${Deno.statSync(`${cache}/${e.name}`).size}`)
+          .sort();
+      const before = files();
+      const sample = writeSample(`${dir}/sample`);
+      // Read-only root: Deno's debug log names the cache hit for the bundle (and no fallback to an in-memory
+      // cache); then the launcher itself dumps and verifies.
+      const debugRun =
+        `'${Deno.execPath()}' run --log-level=debug --no-prompt --no-config --no-remote --no-npm ` +
+        `${V8_FLAGS_ARG} --allow-read --allow-write --allow-ffi '${t.root}/usr/sbin/../lib/vmsift/vmsift.js' -h`;
+      const r = sh(
+        "mount --bind -o ro / / && mount -o remount,ro,bind / / && mount -t tmpfs none /tmp || exit 99; " +
+          `if touch '${cache}/probe' 2>/dev/null; then exit 98; fi; ` +
+          `DENO_DIR='${shipped}' ${debugRun} 2>&1 >/dev/null | grep -iE 'code cache|readonly|in-memory' >&2; ` +
+          `exec 3<'${sample.path}'; '${t.launcher}' -c -d 31 /proc/self/fd/3 /tmp/a.kdump || exit $?; ` +
+          `exec '${t.launcher}' verify /tmp/a.kdump '${sample.path}'`,
+        {},
+        "/",
+        ["unshare", "-m"],
+      );
+      assert.notEqual(r.code, 99, "mounts");
+      assert.notEqual(r.code, 98, "cache directory still writable");
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stderr, /V8 code cache hit for ES module: file:\/\/\/\S*\/usr\/lib\/vmsift\/vmsift\.js/);
+      assert.doesNotMatch(r.stderr, /readonly|in-memory/i);
+      assert.match(r.stdout, /all correct/);
+      assert.deepEqual(files(), before, "the cache directory is unchanged");
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

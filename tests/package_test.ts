@@ -118,6 +118,9 @@ Deno.test({
           "/usr/sbin/vmsift",
           "/usr/lib/vmsift/vmsift.js",
           "/usr/lib/vmsift/deno",
+          "/usr/lib/vmsift/deno-dir/v8_code_cache_v2",
+          "/usr/lib/vmsift/deno-dir/v8_code_cache_v2-wal",
+          "/usr/lib/vmsift/deno-dir/dep_analysis_cache_v2",
           "/usr/share/man/man8/vmsift.8.gz",
           "/usr/share/bash-completion/completions/vmsift",
           "/usr/lib/dracut/modules.d/99vmsift/module-setup.sh",
@@ -323,6 +326,11 @@ Deno.test({
     Deno.mkdirSync(unp);
     const cp = run("/bin/sh", ["-c", `cd "${unp}" && cpio -id --quiet < "${img}"`]);
     assert.equal(cp.code, 0, cp.out);
+    for (
+      const f of ["v8_code_cache_v2", "v8_code_cache_v2-wal", "v8_code_cache_v2-shm", "dep_analysis_cache_v2"]
+    ) {
+      assert.ok(exists(`${unp}/usr/lib/vmsift/deno-dir/${f}`), `the code cache's ${f} is in the initramfs`);
+    }
     Deno.mkdirSync(`${unp}/tmp`, { recursive: true });
     devNull(unp); // devtmpfs in a booted initramfs
     Deno.copyFileSync(need().samplePath, `${unp}/tmp/sample.vmcore`);

@@ -42,6 +42,14 @@ install() {
     local lib
     # the launcher (POSIX sh) and what it runs; dracut-install adds the runtime's shared libraries
     inst_multiple /usr/sbin/vmsift /usr/lib/vmsift/vmsift.js /usr/lib/vmsift/deno sh readlink dirname
+    # the bundle's pre-built V8 code cache (the launcher's DENO_DIR when present): its SQLite files only
+    # (inst_multiple, not inst_simple: inst_simple tests its source without the --sysroot prefix)
+    local f cache=()
+    for f in "$dracutsysrootdir"/usr/lib/vmsift/deno-dir/*_v2 "$dracutsysrootdir"/usr/lib/vmsift/deno-dir/*_v2-wal \
+        "$dracutsysrootdir"/usr/lib/vmsift/deno-dir/*_v2-shm; do
+        [[ -f $f ]] && cache+=("${f#"$dracutsysrootdir"}")
+    done
+    ((${#cache[@]})) && inst_multiple "${cache[@]}"
     # loaded at run time with dlopen (Deno FFI), so no ldd can find them: by name, from the library dirs;
     # dracut resolves the dependencies of executable files only, so libsnappy's libstdc++ is named too
     for lib in libdeflate.so.0 libz.so.1 liblzo2.so.2 libsnappy.so.1 libstdc++.so.6 libzstd.so.1 librt.so.1; do
