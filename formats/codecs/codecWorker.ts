@@ -129,14 +129,29 @@ export function compressBatch(
       continue;
     }
     const c = codec.compress(pages.subarray(i * pageSize, (i + 1) * pageSize));
-    if (c !== null && c.length < pageSize) {
-      out.set(c, off);
-      off += c.length;
-      sizes[i] = c.length;
-    } else {
-      sizes[i] = pageSize;
-    }
+    off = storeCompressed(c, pageSize, i, off, out, sizes);
   }
+}
+
+/**
+ * Record page `i`'s codec result `c` in a batch: its bytes packed at `off` in `out` and its length in
+ * `sizes[i]` when it is shorter than a page, else `sizes[i] = pageSize` (stored raw). Returns the next offset.
+ */
+export function storeCompressed(
+  c: Uint8Array | null,
+  pageSize: number,
+  i: number,
+  off: number,
+  out: Uint8Array,
+  sizes: Uint32Array,
+): number {
+  if (c === null || c.length >= pageSize) {
+    sizes[i] = pageSize;
+    return off;
+  }
+  out.set(c, off);
+  sizes[i] = c.length;
+  return off + c.length;
 }
 
 /** Compress a few hundred synthetic pages (text-like, sparse, random) so that V8 optimizes the codec. */

@@ -17,7 +17,7 @@
  */
 import type { PageCodec } from "../codecs/codec.ts";
 import { type CodecName, createCodec } from "../codecs/registry.ts";
-import { isZeroPage, ZERO_PAGE } from "../codecs/codecWorker.ts";
+import { isZeroPage, storeCompressed, ZERO_PAGE } from "../codecs/codecWorker.ts";
 
 /** True when `codec` can run in lanes: an FFI engine with {@link PageCodec.compressAsync}. */
 export function lanesSupported(codec: PageCodec): boolean {
@@ -47,13 +47,7 @@ export async function compressBatchAsync(
       continue;
     }
     const c = await codec.compressAsync!(pages.subarray(i * pageSize, (i + 1) * pageSize));
-    if (c !== null && c.length < pageSize) {
-      out.set(c, off);
-      off += c.length;
-      sizes[i] = c.length;
-    } else {
-      sizes[i] = pageSize;
-    }
+    off = storeCompressed(c, pageSize, i, off, out, sizes);
   }
 }
 
