@@ -1,6 +1,6 @@
 /**
  * Native page codecs (libz, libzstd through FFI) and the registry's choice between them and the built-in
- * (node:zlib) codecs; libdeflate, liblzo2 and libsnappy are in codecs_engines_test.ts. Oracles:
+ * (node:zlib) codecs; libdeflate is in codecs_libdeflate_test.ts, liblzo2 and libsnappy in codecs_engines_test.ts. Oracles:
  * makedumpfile's own -c output of the real fixture (byte identity of every recompressed page),
  * compress2()/uncompress() and ZSTD_compress()/ZSTD_decompress() called directly, and the other
  * implementation. Native tests are skipped when the library is absent.

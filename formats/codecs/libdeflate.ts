@@ -23,7 +23,7 @@
  * dictionary, a deflate stream that ends, and a matching adler32, producing exactly one page; bytes after the
  * adler32 are ignored (as uncompress() ignores them); data longer than zlib's compressBound(page) is refused.
  * libdeflate 1.14 accepts exactly four kinds of stream that zlib refuses (tests/support/inflate.ts
- * LIBDEFLATE_EXTRAS, pinned by tests/codecs_engines_test.ts, listed in docs/testing.md): literal/length
+ * LIBDEFLATE_EXTRAS, pinned by tests/codecs_libdeflate_test.ts, listed in docs/testing.md): literal/length
  * symbols 286/287 in a fixed-Huffman block, a code-length repeat past HLIT + HDIST, more than 286
  * literal/length or 30 distance codes declared, a one-codeword code sent as bit 1. No encoder writes those; a
  * page is still accepted only with the right adler32. vmsift's readers decode zlib pages with libz whenever

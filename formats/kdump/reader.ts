@@ -348,7 +348,7 @@ export class KdumpFile implements PhysicalMemory {
   /**
    * Decoding is for checking what crash will read, so zlib pages are decoded by libz first (crash's own
    * `uncompress()`): libdeflate, the fastest encoder, accepts a few malformed Huffman headers that zlib
-   * refuses (tests/codecs_engines_test.ts). Without libz, "auto" takes the next engine as usual.
+   * refuses (tests/codecs_libdeflate_test.ts). Without libz, "auto" takes the next engine as usual.
    */
   #makeDecoder(flag: number): CreatedCodec {
     const impl = this.#codecImpl;

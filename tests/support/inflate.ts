@@ -2,7 +2,7 @@
  * A reference zlib (RFC 1950/1951) page decoder for the codec tests, written from the RFCs, with two rule
  * sets: `zlib` (what zlib 1.2.13's inflate, hence crash's `uncompress()`, accepts) and `libdeflate` (what
  * libdeflate 1.14's `libdeflate_zlib_decompress_ex` accepts). The two differ only in the rules listed in
- * `LIBDEFLATE_EXTRAS`; tests/codecs_engines_test.ts checks both rule sets against the real libraries on
+ * `LIBDEFLATE_EXTRAS`; tests/codecs_libdeflate_test.ts checks both rule sets against the real libraries on
  * hand-made and mutated streams, so the list is the exact answer to "which streams does libdeflate accept
  * that crash refuses" (docs/testing.md). Slow (bit by bit, puff-style) and only for tests.
  */
