@@ -92,8 +92,9 @@ Deno.test({
       console.log(`  peak RSS: 1 thread ${mib(p1)}, 2 threads ${mib(p2)}, 4 threads ${mib(p4)}`);
       assert.ok(p2 < BUDGET_KIB, `--num-threads 2 peaked at ${mib(p2)}, beyond the 64 MiB budget`);
       assert.ok(p4 < BUDGET_KIB, `--num-threads 4 peaked at ${mib(p4)}, beyond the 64 MiB budget`);
-      // a worker per thread added 10-15 MiB each; a lane about 0.5 MiB
-      assert.ok(p4 - p1 < 4 * 1024, `4 threads cost ${mib(p4 - p1)} more than one`);
+      // a worker per thread added 10-15 MiB each (4 threads: 45 MiB more); 4 lanes measured 3.6-4.6 MiB more
+      // than one thread in full-suite runs (pool thread stacks, batch buffers; RSS varies by ~1 MiB run to run)
+      assert.ok(p4 - p1 < 8 * 1024, `4 threads cost ${mib(p4 - p1)} more than one`);
       // beyond 4 threads: 4 are used, said in one line, same file
       const r8 = await run(8);
       assert.equal(r8.sha, want, "--num-threads 8: the single-threaded file");
