@@ -12,7 +12,7 @@
  */
 import type { Btf } from "./btf.ts";
 import { BTF_KIND } from "./btf.ts";
-import type { KernelReader } from "./kernelModules.ts";
+import type { KernelReader } from "./kernelReader.ts";
 
 /** A byte range holding key material. */
 export interface KeyRange {

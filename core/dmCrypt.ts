@@ -15,7 +15,8 @@
 import type { Btf } from "./btf.ts";
 import { type KeyRange, type TfmContext, tfmKeyRanges, WRAPPER_INITS } from "./cryptoTfm.ts";
 import { VmsiftError } from "./errors.ts";
-import { KernelReader, type ModuleInfo } from "./kernelModules.ts";
+import type { ModuleInfo } from "./kernelModules.ts";
+import { KernelReader } from "./kernelReader.ts";
 
 /** CRYPT_MODE_INTEGRITY_AEAD: bit number in crypt_config.cipher_flags (drivers/md/dm-crypt.c). */
 const CRYPT_MODE_INTEGRITY_AEAD = 0;

@@ -7,7 +7,8 @@ import type { Btf } from "./btf.ts";
 import type { KeyRange } from "./cryptoTfm.ts";
 import { dmCryptKeys } from "./dmCrypt.ts";
 import type { FilterCommand } from "./filterConfig.ts";
-import { KernelReader, readModuleInfos, readModules } from "./kernelModules.ts";
+import { readModuleInfos, readModules } from "./kernelModules.ts";
+import { KernelReader } from "./kernelReader.ts";
 import type { VirtualMemory } from "./virtMem.ts";
 
 /** One built-in rule. */

@@ -9,12 +9,12 @@ import { Btf } from "../core/btf.ts";
 import { dmCryptKeys } from "../core/dmCrypt.ts";
 import { VmsiftError } from "../core/errors.ts";
 import {
-  KernelReader,
   readModuleBtfBytes,
   readModuleInfos,
   readModules,
   readModuleSymbols,
 } from "../core/kernelModules.ts";
+import { KernelReader } from "../core/kernelReader.ts";
 import { BtfBuilder } from "../fixtures/synthetic/btf.ts";
 import { readKernelBtf } from "../core/btf.ts";
 import { readKallsyms } from "../core/kallsyms.ts";
