@@ -8,6 +8,7 @@
  * "Output size" has the numbers.
  */
 import assert from "node:assert/strict";
+import { popcount8 } from "../core/bitmap.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { loadLibdeflate } from "../formats/codecs/libdeflate.ts";
 import { haveReal, isFile, realVmcore } from "./support/fixture.ts";
@@ -47,12 +48,6 @@ async function checkSize(vmcore: string, extra: string[] = []): Promise<void> {
     }
     assert.ok(ours <= theirs * 1.01, `vmsift ${ours} bytes > makedumpfile's ${theirs} + 1 %`);
   });
-}
-
-function popcount8(x: number): number {
-  x = x - ((x >> 1) & 0x55);
-  x = (x & 0x33) + ((x >> 2) & 0x33);
-  return (x + (x >> 4)) & 0x0f;
 }
 
 Deno.test({
