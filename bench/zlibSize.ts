@@ -3,7 +3,7 @@
  *
  * Takes the pages of makedumpfile `-c -d 31` files (every distinct non-zero stored page, decoded) and
  * compresses each with: libdeflate level 1, level 2, vmsift's default (level 1, and level 2 for the pages
- * level 1 leaves in [1/2, 3/4) of a page: formats/codecs/libdeflate.ts) and zlib's compress2(level 1),
+ * level 1 leaves in [0.45, 0.65) of a page: formats/codecs/libdeflate.ts) and zlib's compress2(level 1),
  * makedumpfile's own call. Prints, per variant, the file size the same layout would have, in percent against
  * makedumpfile's file (pages that do not shrink are stored raw, as in a dump), and the CPU µs per page of the
  * calls (thread CPU time from /proc/thread-self/schedstat, best of 5 passes: robust to a loaded machine).

@@ -2,7 +2,7 @@
  * The libdeflate engine (formats/codecs/libdeflate.ts): its pages decode with libz (inflate and uncompress(),
  * crash's call) and node:zlib, it accepts the same corrupt streams as libz except the documented
  * LIBDEFLATE_EXTRAS (pinned with the reference inflater, tests/support/inflate.ts), and its level rule (level
- * 1, level 2 for the pages level 1 leaves in [1/2, 3/4) of a page) against libdeflate called directly.
+ * 1, level 2 for the pages level 1 leaves in [RECOMPRESS_FROM, RECOMPRESS_TO) of a page) against libdeflate called directly.
  */
 import assert from "node:assert/strict";
 import {
@@ -213,7 +213,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "libdeflate: level 1, and the smaller of level 1 and 2 for pages level 1 leaves in [1/2, 3/4) of a page",
+    "libdeflate: level 1, and the smaller of level 1 and 2 for pages level 1 leaves in the recompressed band",
   ignore: !HAVE_LIBDEFLATE || REAL_VMCORE === undefined,
   fn() {
     // libdeflate called directly at both levels: the codec must write exactly what its rule says

@@ -3,12 +3,14 @@
  * through Deno FFI (needs --allow-ffi): the fastest zlib engine, and registry.ts's first choice for -c.
  *
  * Compression is `libdeflate_zlib_compress` at level 1, and again at level 2 for the pages level 1 leaves
- * between 1/2 and 3/4 of a page (the smaller result is kept), with compressors allocated once per codec
+ * between 0.45 and 0.65 of a page (the smaller result is kept), with compressors allocated once per codec
  * instance. Level 1 alone was about 2x faster per page than makedumpfile's compress2(Z_BEST_SPEED) but wrote
- * up to 2.5 % more (the real fixture), nearly all of it from those pages, where libdeflate's fastest match
- * finder does worse than zlib's level 1; level 2 on them makes every real dump measured 0.6-1.5 % smaller than
- * makedumpfile's for 20-50 % more CPU per page than level 1 alone (issue 16's size target: docs/symbols.md
- * "Output size"; level 2 on every page costs 45-70 % more). The output is a valid zlib (RFC 1950) stream that
+ * up to 2.5 % more (the real fixture), most of it from the pages it leaves between 1/2 and 3/4 of a page,
+ * where libdeflate's fastest match finder does worse than zlib's level 1; level 2 on the band keeps six real
+ * dumps between 0.94 % smaller and 0.68 % larger than makedumpfile's file (issue 16's target: at most 1 %
+ * larger) for 10-20 % more CPU per page than level 1 alone (docs/symbols.md "Output size": the band is the one
+ * with the fewest level-2 calls that keeps five of them no larger than makedumpfile's; level 2 on every page
+ * costs 45-70 % more). The output is a valid zlib (RFC 1950) stream that
  * crash's uncompress() decodes, but libdeflate parses and encodes differently from zlib, so it is NOT
  * byte-identical to makedumpfile's file (`--codec-engine libz` gives those bytes). libdeflate's output depends
  * on its version (1.14 in Debian 12), not on the CPU, and the choice depends only on the page, so every
@@ -77,13 +79,15 @@ export const LIBDEFLATE_RETRY_LEVEL = 2;
 
 /**
  * Level 1 results in [page * RECOMPRESS_FROM, page * RECOMPRESS_TO) are compressed again at level 2. On the
- * real dumps measured, level 1 wrote less than zlib's level 1 for pages it compressed below half a page, about
- * as much above 3/4 of one (few pages), and 4-12 % more for the pages in between (docs/symbols.md "Output
- * size").
+ * real dumps measured, level 1 wrote less than zlib's level 1 for most pages it compressed below 0.45 of a
+ * page, about as much above 3/4 of one (few pages), and 4-12 % more for the pages in between; of the bands
+ * tried (0.025 steps), [0.45, 0.65) is the one with the fewest level-2 calls (12 % of the compressed pages on
+ * average, against 19 % for [1/2, 3/4)) that keeps five real dumps no larger than makedumpfile's file
+ * (docs/symbols.md "Output size").
  */
-export const RECOMPRESS_FROM = 1 / 2;
+export const RECOMPRESS_FROM = 0.45;
 /** The end of the recompressed band (exclusive), as a fraction of the page. */
-export const RECOMPRESS_TO = 3 / 4;
+export const RECOMPRESS_TO = 0.65;
 
 /** LIBDEFLATE_SUCCESS of enum libdeflate_result. */
 const LIBDEFLATE_SUCCESS = 0;
@@ -179,8 +183,9 @@ export class LibdeflateCodec implements PageCodec {
     this.#outPrefix = new PrefixViews(this.#out);
     this.#out2 = new Uint8Array(new ArrayBuffer(bound));
     this.#out2Prefix = new PrefixViews(this.#out2);
-    this.#retryFrom = Math.floor(n * RECOMPRESS_FROM);
-    this.#retryTo = Math.floor(n * RECOMPRESS_TO);
+    // len >= n * FROM and len < n * TO for an integer len, whatever the fractions' products
+    this.#retryFrom = Math.ceil(n * RECOMPRESS_FROM);
+    this.#retryTo = Math.ceil(n * RECOMPRESS_TO);
     this.#page = new Uint8Array(new ArrayBuffer(n));
   }
 
