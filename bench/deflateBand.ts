@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { RECOMPRESS_FROM, RECOMPRESS_TO } from "../formats/codecs/libdeflate.ts";
+import { libdeflateCompressor } from "./lib.ts";
 
 const { values: opt, positionals: files } = parseArgs({
   args: Deno.args,
@@ -26,13 +27,7 @@ if (files.length === 0) {
 }
 const margin = Number(opt.margin);
 
-const ld = Deno.dlopen("libdeflate.so.0", {
-  libdeflate_alloc_compressor: { parameters: ["i32"], result: "pointer" },
-  libdeflate_zlib_compress: {
-    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
-    result: "usize",
-  },
-}).symbols;
+const ld = libdeflateCompressor();
 
 /** One dump: makedumpfile's file size and stored page bytes, each page's level 1 and level 2 sizes. */
 interface DumpSizes {

@@ -291,3 +291,14 @@ export function table(head: string[], rows: string[][]): string {
 export function fmtNum(x: number, digits = 2): string {
   return Number.isFinite(x) ? x.toFixed(digits) : "-";
 }
+
+/** libdeflate's compressor calls (libdeflate.so.0), for the codec studies (zlibSize.ts, deflateBand.ts). */
+export function libdeflateCompressor() {
+  return Deno.dlopen("libdeflate.so.0", {
+    libdeflate_alloc_compressor: { parameters: ["i32"], result: "pointer" },
+    libdeflate_zlib_compress: {
+      parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+      result: "usize",
+    },
+  }).symbols;
+}

@@ -11,16 +11,11 @@
  */
 import { KdumpFile } from "../formats/kdump/reader.ts";
 import { LibdeflateCodec } from "../formats/codecs/libdeflate.ts";
+import { libdeflateCompressor } from "./lib.ts";
 
 type Buf = Uint8Array<ArrayBuffer>;
 
-const ld = Deno.dlopen("libdeflate.so.0", {
-  libdeflate_alloc_compressor: { parameters: ["i32"], result: "pointer" },
-  libdeflate_zlib_compress: {
-    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
-    result: "usize",
-  },
-}).symbols;
+const ld = libdeflateCompressor();
 const lz = Deno.dlopen("libz.so.1", {
   compress2: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
 }).symbols;
