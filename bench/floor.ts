@@ -1,13 +1,14 @@
 /**
- * How low can `-l -d 31` go, in C and in Deno? `deno task bench-floor [--runs 7] [--tcg] [--work-dir DIR]
- * [--out FILE.json] VMCORE [VMCORE ...]` (default: the fixture cache's vmcore.elf).
+ * How low can `-l -d 31` (or `-c -d 31`) go, in C and in Deno? `deno task bench-floor [--codec l|c]
+ * [--runs 7] [--tcg] [--work-dir DIR] [--out FILE.json] VMCORE [VMCORE ...]` (default: the fixture cache's
+ * vmcore.elf; --codec l, makedumpfile's LZO, or c, its zlib level 1).
  *
  * The counterfactual behind issue 17's `-l -d 31` target (docs/performance.md "The floor"). For each
  * vmcore it runs, pinned to CPU 0 and alternating (order reversed every round), with CPU time (user + sys,
  * GNU time) and wall time:
- *   makedumpfile    `makedumpfile -l -d 31 VMCORE OUT` (the reference)
+ *   makedumpfile    `makedumpfile -l -d 31 VMCORE OUT` (the reference; -c with --codec c)
  *   vmsift          the shipped bundle, `--no-image-guard -l -d 31` (so both keep the same pages)
- *   deno-floor      bench/floor/loop.ts: only the zero test, lzo1x_1_compress and write() of the pages
+ *   deno-floor      bench/floor/loop.ts: only the zero test, makedumpfile's codec call and write() of the pages
  *                   makedumpfile's output keeps, through Deno FFI, nothing of vmsift loaded
  *   c-floor         bench/floor/loop.c: the same loop in C (built here with gcc)
  *   deno-empty      `deno run` of an empty script (the runtime's start-up)
@@ -51,6 +52,7 @@ const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: "string", default: "7" },
+    codec: { type: "string", default: "l" },
     tcg: { type: "boolean", default: false },
     "work-dir": { type: "string", default: "/var/tmp" },
     out: { type: "string" },
@@ -67,6 +69,9 @@ const fail = (s: string): never => {
   Deno.exit(1);
 };
 const runs = Number(opt.runs);
+if (opt.codec !== "l" && opt.codec !== "c") fail(`--codec ${opt.codec}: l or c`);
+const codecFlag = `-${opt.codec}`;
+const loopCodec = opt.codec === "c" ? "zlib" : "lzo";
 const vmcores = positionals.length > 0
   ? positionals
   : [join(Deno.env.get("VMSIFT_FIXTURE_CACHE") ?? "/var/tmp/vmsift-fixtures", "vmcore.elf")];
@@ -89,7 +94,14 @@ Deno.addSignalListener("SIGINT", () => {
 
 // the C floor, the bundle, an empty script
 const cLoop = join(work, "loop");
-const cc = sh("gcc", ["-O2", "-o", cLoop, join(ROOT, "bench/floor/loop.c"), "-l:liblzo2.so.2"]);
+const cc = sh("gcc", [
+  "-O2",
+  "-o",
+  cLoop,
+  join(ROOT, "bench/floor/loop.c"),
+  "-l:liblzo2.so.2",
+  "-l:libz.so.1",
+]);
 if (cc.code !== 0) fail(`gcc bench/floor/loop.c failed:\n${cc.err}`);
 const bundle = join(work, "vmsift.js");
 const b = sh(DENO, ["bundle", "--platform=deno", "-o", bundle, join(ROOT, "main.ts")]);
@@ -123,10 +135,10 @@ function pageOffsets(vmcore: string, dump: string): { offsets: Float64Array; lef
 
 function commandOf(p: Program, vmcore: string, offsets: string, out: string): string[] {
   const argv = {
-    "makedumpfile": [makedumpfile, "-l", "-d", "31", vmcore, out],
-    "vmsift": [...vmsiftCmd, "--no-image-guard", "-l", "-d", "31", vmcore, out],
-    "deno-floor": [...denoLoopCmd, join(ROOT, "bench/floor/loop.ts"), vmcore, offsets, out],
-    "c-floor": [cLoop, vmcore, offsets, out],
+    "makedumpfile": [makedumpfile, codecFlag, "-d", "31", vmcore, out],
+    "vmsift": [...vmsiftCmd, "--no-image-guard", codecFlag, "-d", "31", vmcore, out],
+    "deno-floor": [...denoLoopCmd, join(ROOT, "bench/floor/loop.ts"), vmcore, offsets, out, loopCodec],
+    "c-floor": [cLoop, vmcore, offsets, out, loopCodec],
     "deno-empty": [DENO, "run", empty],
   }[p];
   return qemu ? [qemu, ...argv] : argv;
@@ -139,7 +151,7 @@ const rows: string[][] = [];
 const results: Record<string, Record<Program, { wall: number; cpu: number }>> = {};
 for (const vmcore of vmcores) {
   const ref = join(work, "ref.kdump");
-  const r = sh(makedumpfile, ["-l", "-d", "31", vmcore, ref]);
+  const r = sh(makedumpfile, [codecFlag, "-d", "31", vmcore, ref]);
   if (r.code !== 0) fail(`makedumpfile on ${vmcore} failed:\n${r.err}`);
   const { offsets, left } = pageOffsets(vmcore, ref);
   const refPages = KdumpFile.open(ref).numDumpable;
@@ -197,7 +209,7 @@ for (const vmcore of vmcores) {
 }
 log(`load average at end: ${loadavg().join(" ")}`);
 console.log(
-  `-l -d 31, pinned to CPU 0, median of ${runs} alternating rounds${
+  `${codecFlag} -d 31, pinned to CPU 0, median of ${runs} alternating rounds${
     opt.tcg ? ", every program under QEMU TCG" : ""
   }`,
 );

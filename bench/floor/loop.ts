@@ -1,12 +1,14 @@
 /**
- * The floor of `-l -d 31` in Deno (bench/floor.ts): `deno run --allow-read --allow-write --allow-ffi
- * loop.ts IN OFFSETS OUT`, loop.c's loop through Deno FFI, the fewest calls per page a Deno program can
- * make: libc memcmp (zero test) and lzo1x_1_compress on addresses in one mmap of the whole file, output
- * compressed straight into a 1 MiB buffer written with write(). No imports: nothing of vmsift is loaded.
+ * The floor of `-l -d 31` / `-c -d 31` in Deno (bench/floor.ts): `deno run --allow-read --allow-write
+ * --allow-ffi loop.ts IN OFFSETS OUT [lzo|zlib]`, loop.c's loop through Deno FFI, the fewest calls per page
+ * a Deno program can make: libc memcmp (zero test) and lzo1x_1_compress or libz compress2 (level 1) on
+ * addresses in one mmap of the whole file (MADV_RANDOM, as loop.c), output compressed straight into a 1 MiB
+ * buffer written with write(). No imports: nothing of vmsift is loaded.
  */
 const libc = Deno.dlopen("libc.so.6", {
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   mmap: { parameters: ["usize", "usize", "i32", "i32", "i32", "i64"], result: "usize" },
+  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
   memcmp: { parameters: ["usize", "buffer", "usize"], result: "i32" },
   memcpy: { parameters: ["buffer", "usize", "usize"], result: "usize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -19,8 +21,12 @@ const lzo = Deno.dlopen("liblzo2.so.2", {
   },
   lzo1x_1_compress: { parameters: ["usize", "usize", "usize", "buffer", "buffer"], result: "i32" },
 }).symbols;
+const libz = Deno.dlopen("libz.so.1", {
+  compress2: { parameters: ["usize", "buffer", "usize", "usize", "i32"], result: "i32" },
+}).symbols;
 
-const [inPath, offsetsPath, outPath] = Deno.args;
+const [inPath, offsetsPath, outPath, codec = "lzo"] = Deno.args;
+const zlib = codec === "zlib";
 const PAGE = 4096, CHUNK = 1 << 20;
 const cString = (s: string) => new TextEncoder().encode(s + "\0");
 const inFd = libc.open(cString(inPath), 0, 0);
@@ -48,8 +54,11 @@ for (let i = 0; i < offsets.length; i++) {
   const p = base + BigInt(offsets[i]);
   if (libc.memcmp(p, zero, PAGE_N) === 0) continue;
   nonZero++;
-  lzo.lzo1x_1_compress(p, PAGE_N, bufAddr + BigInt(used), lenBytes, wrk);
-  let len = Number(lenOut[0]);
+  lenOut[0] = 2n * PAGE_N;
+  const rc = zlib
+    ? libz.compress2(bufAddr + BigInt(used), lenBytes, p, PAGE_N, 1)
+    : lzo.lzo1x_1_compress(p, PAGE_N, bufAddr + BigInt(used), lenBytes, wrk);
+  let len = rc === 0 ? Number(lenOut[0]) : PAGE;
   if (len >= PAGE) {
     libc.memcpy(buf.subarray(used), p, PAGE_N);
     len = PAGE;
