@@ -8,8 +8,8 @@
  * GNU time) and wall time:
  *   makedumpfile    `makedumpfile -l -d 31 VMCORE OUT` (the reference; -c with --codec c)
  *   vmsift          the shipped bundle, `--no-image-guard -l -d 31` (so both keep the same pages)
- *   deno-floor      bench/floor/loop.ts: only the zero test, makedumpfile's codec call and write() of the pages
- *                   makedumpfile's output keeps, through Deno FFI, nothing of vmsift loaded
+ *   deno-floor      bench/floor/loop.ts: only the zero test, makedumpfile's codec call and write() of the
+ *                   pages makedumpfile's output keeps, through Deno FFI, nothing of vmsift loaded
  *   c-floor         bench/floor/loop.c: the same loop in C (built here with gcc)
  *   deno-empty      `deno run` of an empty script (the runtime's start-up)
  * and prints medians and each one's ratio to makedumpfile's. The two floors do not parse anything, walk

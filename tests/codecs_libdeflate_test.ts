@@ -2,7 +2,8 @@
  * The libdeflate engine (formats/codecs/libdeflate.ts): its pages decode with libz (inflate and uncompress(),
  * crash's call) and node:zlib, it accepts the same corrupt streams as libz except the documented
  * LIBDEFLATE_EXTRAS (pinned with the reference inflater, tests/support/inflate.ts), and its level rule (level
- * 1, level 2 for the pages level 1 leaves in [RECOMPRESS_FROM, RECOMPRESS_TO) of a page) against libdeflate called directly.
+ * 1, level 2 for the pages level 1 leaves in [RECOMPRESS_FROM, RECOMPRESS_TO) of a page) against libdeflate
+ * called directly.
  */
 import assert from "node:assert/strict";
 import {

@@ -59,8 +59,8 @@ int main(int argc, char **argv) {
     if (memcmp(p, zero, PAGE) == 0) continue;
     nonzero++;
     unsigned long len = 2 * PAGE;
-    if (zlib ? compress2(buf + used, &len, p, PAGE, 1) != 0 : lzo1x_1_compress(p, PAGE, buf + used, &len, wrk) != 0)
-      len = PAGE;
+    int rc = zlib ? compress2(buf + used, &len, p, PAGE, 1) : lzo1x_1_compress(p, PAGE, buf + used, &len, wrk);
+    if (rc != 0) len = PAGE;
     if (len >= PAGE) {
       memcpy(buf + used, p, PAGE);
       len = PAGE;

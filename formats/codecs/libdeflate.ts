@@ -8,13 +8,13 @@
  * up to 2.5 % more (the real fixture), most of it from the pages it leaves between 1/2 and 3/4 of a page,
  * where libdeflate's fastest match finder does worse than zlib's level 1; level 2 on the band keeps six real
  * dumps between 0.94 % smaller and 0.68 % larger than makedumpfile's file (issue 16's target: at most 1 %
- * larger) for 10-20 % more CPU per page than level 1 alone (docs/symbols.md "Output size": the band is the one
- * with the fewest level-2 calls that keeps five of them no larger than makedumpfile's; level 2 on every page
- * costs 45-70 % more). The output is a valid zlib (RFC 1950) stream that
- * crash's uncompress() decodes, but libdeflate parses and encodes differently from zlib, so it is NOT
- * byte-identical to makedumpfile's file (`--codec-engine libz` gives those bytes). libdeflate's output depends
- * on its version (1.14 in Debian 12), not on the CPU, and the choice depends only on the page, so every
- * worker of one run writes the same bytes for a page.
+ * larger) for 12-37 % more CPU per page than level 1 alone (docs/symbols.md "Output size": the band is
+ * the one with the fewest level-2 calls that keeps five of them no larger than makedumpfile's; level 2 on
+ * every page costs 40-55 % more). The output is a valid zlib (RFC 1950) stream that crash's uncompress() decodes, but
+ * libdeflate parses and encodes differently from zlib, so it is NOT byte-identical to makedumpfile's file
+ * (`--codec-engine libz` gives those bytes). libdeflate's output depends on its version (1.14 in Debian 12),
+ * not on the CPU, and the choice depends only on the page, so every worker of one run writes the same bytes
+ * for a page.
  *
  * The output buffer holds libdeflate's bound for a page (libdeflate returns 0 when the result comes within 8
  * bytes of the buffer's end), so compressed data is kept exactly when strictly smaller than the page, the
