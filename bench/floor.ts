@@ -39,6 +39,7 @@ import {
 } from "./lib.ts";
 import { V8_FLAGS_ARG } from "../scripts/runtimeFlags.ts";
 import { ElfCore } from "../formats/elfCore.ts";
+import { findSegment } from "../core/physMem.ts";
 import { KdumpFile } from "../formats/kdump/reader.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -111,26 +112,33 @@ Deno.writeTextFileSync(empty, "\n");
 const vmsiftCmd = [DENO, "run", V8_FLAGS_ARG, "--allow-read", "--allow-write", "--allow-ffi", bundle];
 const denoLoopCmd = [DENO, "run", V8_FLAGS_ARG, "--allow-read", "--allow-write", "--allow-ffi"];
 
-/** File offsets (float64) of the pages bitmap 2 of `dump` keeps, read from `vmcore`'s memory view. */
-function pageOffsets(vmcore: string, dump: string): { offsets: Float64Array; left: number } {
+/**
+ * File offsets (float64) of the pages bitmap 2 of `dump` keeps, read from `vmcore`'s memory view; the pages
+ * not backed by file data in full are left out and counted; `dumpable` is bitmap 2's page count.
+ */
+function pageOffsets(
+  vmcore: string,
+  dump: string,
+): { offsets: Float64Array; left: number; dumpable: number } {
   const core = ElfCore.open(vmcore, { mmap: false });
   const kf = KdumpFile.open(dump);
   const page = kf.blockSize;
   const offsets: number[] = [];
   let left = 0;
-  let s = 0;
   for (let pfn = 0; pfn < kf.maxMapnr; pfn++) {
     if (!kf.bitmap2.get(pfn)) continue;
     const pa = pfn * page;
-    while (s < core.segments.length && core.segments[s].paddr + core.segments[s].fileSize < pa + page) s++;
-    const seg = core.segments[s];
-    if (seg === undefined || pa < seg.paddr) {
-      left++; // a page without file data in full (a partial page, a zero-filled tail): left to the tools
+    const seg = core.segments[findSegment(core.segments, pa)];
+    if (seg === undefined || pa + page > seg.paddr + seg.fileSize) {
+      left++; // a partial page, a zero-filled tail: left to the tools
       continue;
     }
     offsets.push(seg.fileOffset + (pa - seg.paddr));
   }
-  return { offsets: new Float64Array(offsets), left };
+  const dumpable = kf.numDumpable;
+  kf.close();
+  core.close();
+  return { offsets: new Float64Array(offsets), left, dumpable };
 }
 
 function commandOf(p: Program, vmcore: string, offsets: string, out: string): string[] {
@@ -153,8 +161,7 @@ for (const vmcore of vmcores) {
   const ref = join(work, "ref.kdump");
   const r = sh(makedumpfile, [codecFlag, "-d", "31", vmcore, ref]);
   if (r.code !== 0) fail(`makedumpfile on ${vmcore} failed:\n${r.err}`);
-  const { offsets, left } = pageOffsets(vmcore, ref);
-  const refPages = KdumpFile.open(ref).numDumpable;
+  const { offsets, left, dumpable: refPages } = pageOffsets(vmcore, ref);
   rm(ref);
   const offsetsPath = join(work, "offsets.f64");
   Deno.writeFileSync(offsetsPath, new Uint8Array(offsets.buffer));
@@ -182,7 +189,9 @@ for (const vmcore of vmcores) {
       if (t.code !== 0) fail(`${p} on ${vmcore} failed (${t.code}):\n${t.stderr}`);
       samples[p].push({ wall: t.wallSeconds, cpu: t.userSeconds + t.sysSeconds });
       if (round === 0 && p === "vmsift") {
-        const pages = KdumpFile.open(out).numDumpable;
+        const kf = KdumpFile.open(out);
+        const pages = kf.numDumpable;
+        kf.close();
         if (pages !== refPages) fail(`vmsift kept ${pages} pages, makedumpfile ${refPages}`);
       }
     }
